@@ -1,0 +1,44 @@
+from setuptools import find_packages, setup
+
+COMMANDS = {
+    "suprem_synth": "suprem_nnunet.cli.synth:main",
+    "suprem_plan_and_preprocess": "suprem_nnunet.cli.plan_and_preprocess:main",
+    "suprem_train": "suprem_nnunet.cli.train:main",
+    "suprem_finetune": "suprem_nnunet.cli.finetune:main",
+    "suprem_predict": "suprem_nnunet.cli.predict:main",
+    "suprem_evaluate": "suprem_nnunet.cli.evaluate:main",
+    "suprem_demo": "suprem_nnunet.cli.demo:main",
+    "suprem_convert": "dataset_conversion.cli:main",
+    "suprem_zoo": "suprem_nnunet.cli.zoo:main",
+}
+
+setup(
+    name="suprem-nnunet",
+    version="0.1.0",
+    description="Self-configuring supervised pre-training and fine-tuning for 3D CT segmentation "
+                "(SuPreM, ICLR 2024) on top of nnU-Net v2",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["suprem_nnunet", "suprem_nnunet.*", "dataset_conversion",
+                                    "dataset_conversion.*", "plans"]),
+    package_data={"suprem_nnunet": ["zoo/*.json"], "plans": ["*.json"]},
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "nnunetv2==2.8.1",
+        "monai>=1.3",
+        "SimpleITK>=2.2",
+        "batchgenerators>=0.25",
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "acvl-utils",
+        "matplotlib",
+        "tqdm",
+        "pydicom>=2.3",
+        "pynrrd>=1.0",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": [f"{k}={v}" for k, v in COMMANDS.items()]},
+)

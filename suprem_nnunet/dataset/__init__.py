@@ -1,0 +1,1 @@
+"""nnU-Net raw datasets: naming, files, dataset.json and per-case annotated classes."""

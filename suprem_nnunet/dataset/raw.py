@@ -1,0 +1,122 @@
+"""Write and read nnU-Net raw datasets (`DatasetNNN_Name/imagesTr|labelsTr|imagesTs|labelsTs`).
+
+Every file is written under a temporary name and renamed, so an interrupted run never leaves a
+half-written case. Besides nnU-Net's `dataset.json` a dataset carries `annotated_classes.json`:
+for each case, the unified class names that were really annotated (others are unknown, not
+background). Pre-training reads it to mask the loss of partially labelled cases.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import paths
+from ..labels import canonical_labels
+
+ANNOTATED_FILE = "annotated_classes.json"
+PathLike = Union[str, Path]
+
+
+def dataset_name(dataset_id: int, name: str) -> str:
+    """'Dataset001_Name' from 1 and 'Name'; validates both."""
+    if not 1 <= int(dataset_id) <= 999:
+        raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+    return f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def resolve_dataset(id_or_name: Union[int, str], root: Optional[Path] = None) -> str:
+    """Full dataset folder name from an id ('3', 3), a name ('Phantom') or the full name."""
+    root = Path(root) if root is not None else paths.raw_root()
+    s = str(id_or_name)
+    candidates = sorted(p.name for p in root.glob("Dataset*_*") if p.is_dir()) if root.is_dir() else []
+    if s.isdigit():
+        hits = [c for c in candidates if c.startswith(f"Dataset{int(s):03d}_")]
+    else:
+        hits = [c for c in candidates if c == s or c.split("_", 1)[1] == s]
+    if len(hits) != 1:
+        known = ", ".join(candidates) or "none"
+        why = "no" if not hits else "several"
+        raise FileNotFoundError(f"{why} dataset matches {s!r} in {root} (datasets there: {known})")
+    return hits[0]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: PathLike, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_image(path: PathLike, array: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
+                direction: np.ndarray) -> None:
+    """Write a (z, y, x) array with ITK geometry (spacing/origin in x, y, z; direction columns = axes)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing([float(v) for v in spacing])
+    img.SetOrigin([float(v) for v in origin])
+    img.SetDirection([float(v) for v in np.asarray(direction, float).flatten()])
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.stem.split('.')[0]}{suffix}")
+    sitk.WriteImage(img, str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def write_dataset_json(folder: PathLike, labels: Sequence[str], num_training: int,
+                       channel_names: Optional[Mapping[str, str]] = None, file_ending: str = ".nii.gz",
+                       **extra) -> Dict:
+    """Write nnU-Net's dataset.json; `labels` are class names in id order 1..N (unified names)."""
+    names = canonical_labels(labels)
+    d = {
+        "channel_names": dict(channel_names or {"0": "CT"}),
+        "labels": {"background": 0, **{n: i + 1 for i, n in enumerate(names)}},
+        "numTraining": int(num_training),
+        "file_ending": file_ending,
+        **extra,
+    }
+    atomic_write_json(Path(folder) / "dataset.json", d)
+    return d
+
+
+def write_annotated_classes(folder: PathLike, annotated: Mapping[str, Iterable[str]]) -> None:
+    """Record, per case id, which unified classes were really annotated."""
+    atomic_write_json(Path(folder) / ANNOTATED_FILE,
+                      {case: sorted(set(canonical_labels(set(names)))) for case, names in sorted(annotated.items())})
+
+
+def read_annotated_classes(folder: PathLike) -> Optional[Dict[str, List[str]]]:
+    """{case id: [class names]} from a raw (or preprocessed) dataset folder, or None if absent."""
+    p = Path(folder) / ANNOTATED_FILE
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError(f"{p}: expected {{case id: [class names]}}")
+    return data
+
+
+def label_names(dataset_json: Mapping) -> List[str]:
+    """Class names of a dataset.json in label-id order, background excluded."""
+    labels = dataset_json["labels"]
+    items = sorted(((int(v) if not isinstance(v, (list, tuple)) else int(v[0]), k) for k, v in labels.items()))
+    if any(isinstance(v, (list, tuple)) for v in labels.values()):
+        raise ValueError("region-based dataset.json labels are not supported")
+    ids = [i for i, _ in items]
+    if ids != list(range(len(ids))):
+        raise ValueError(f"dataset.json labels must be consecutive from 0, got ids {ids}")
+    return [k for i, k in items if i != 0]
