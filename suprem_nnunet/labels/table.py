@@ -88,6 +88,8 @@ CLASSES: Tuple[LabelClass, ...] = (
     _c("bone", group="bone"),  # CT-ORG
     _c("brain"),
     _c("trachea"),
+    # --- appended for dataset conversion ------------------------------------------------------
+    _c("tumor", group="tumor", synonyms=("lesion", "pan_cancer_lesion")),  # FLARE23 lesion, host unknown
 )
 # Note: vertebrae_* , rib_* and every other TotalSegmentator name are accepted as novel classes
 # by `canonical` even without a row; rows exist for what the project itself generates or maps.

@@ -1,0 +1,72 @@
+"""Shared bits of the command-line tools: logging, folders, argument types, error reporting."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, List, Optional, Sequence
+
+from .. import __version__, paths
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--version", action="version", version=f"suprem-nnunet {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def int_triple(text: str) -> List[int]:
+    """'64' -> [64, 64, 64]; '32,64,64' -> [32, 64, 64]."""
+    parts = [p for p in text.replace("x", ",").split(",") if p]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one or three integers, got {text!r}") from None
+    if len(vals) == 1:
+        vals *= 3
+    if len(vals) != 3 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected one or three positive integers, got {text!r}")
+    return vals
+
+
+def float_triple(text: str) -> List[float]:
+    parts = [p for p in text.replace("x", ",").split(",") if p]
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one or three numbers, got {text!r}") from None
+    if len(vals) == 1:
+        vals *= 3
+    if len(vals) != 3 or min(vals) <= 0:
+        raise argparse.ArgumentTypeError(f"expected one or three positive numbers, got {text!r}")
+    return vals
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def run(main_fn: Callable[[argparse.Namespace], Optional[int]], p: argparse.ArgumentParser,
+        argv: Optional[Sequence[str]] = None) -> int:
+    """Parse, set up logging and folders, run; user errors become one line on stderr and exit 1."""
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("suprem_nnunet", "dataset_conversion"):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    paths.setup_environment()
+    try:
+        return int(main_fn(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, RuntimeError) as e:
+        if args.verbose or os.environ.get("SUPREM_DEBUG"):
+            raise
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 1

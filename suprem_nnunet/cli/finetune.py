@@ -1,0 +1,45 @@
+"""suprem_finetune: fine-tune pre-trained weights on a target task (`suprem_finetune TASK --pretrained`)."""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from .common import parser, positive_int, run
+from .train import add_budget_args, budget_from
+
+
+def build_parser():
+    p = parser("suprem_finetune", __doc__)
+    p.add_argument("task", help="target dataset: id, name or DatasetNNN_Name")
+    p.add_argument("configuration", nargs="?", default="3d_fullres")
+    p.add_argument("--pretrained", nargs="?", const="latest", default="latest", metavar="CKPT",
+                   help="checkpoint file or model folder; bare --pretrained takes the most recent pre-training run")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="baseline: same plans, data and budget, but random initial weights")
+    p.add_argument("--num-train-cases", type=positive_int, default=None, help="seeded few-shot subset size")
+    p.add_argument("--seed", type=int, default=0, help="seed of the few-shot subset")
+    p.add_argument("--freeze-encoder-epochs", type=int, default=0,
+                   help="staged schedule: train only decoder and head for the first N epochs")
+    p.add_argument("-np", "--num-processes", type=positive_int, default=2, help="preprocessing workers")
+    add_budget_args(p)
+    return p
+
+
+def _main(args) -> int:
+    from ..dataset.raw import resolve_dataset
+    from ..training.finetune import finetune
+    from ..training.run import resolve_device
+
+    out = finetune(resolve_dataset(args.task), args.pretrained, args.configuration, args.from_scratch,
+                   args.num_train_cases, args.seed, budget_from(args), resolve_device(args.device),
+                   args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume)
+    print(out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""suprem_plan_and_preprocess: fingerprint, plan (per backbone) and preprocess a raw dataset."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional, Sequence
+
+from ..networks.registry import BACKBONES
+from .common import int_triple, parser, positive_int, run
+
+
+def build_parser():
+    p = parser("suprem_plan_and_preprocess", __doc__)
+    p.add_argument("-d", "--dataset", required=True, help="dataset id, name or DatasetNNN_Name")
+    p.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"])
+    p.add_argument("-b", "--backbone", default="nnunet", choices=sorted(BACKBONES))
+    p.add_argument("-np", "--num-processes", type=positive_int, default=2)
+    p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory the plan targets")
+    p.add_argument("--max-patch", type=int_triple, default=None, help="cap the patch size, e.g. 48 or 32,48,48")
+    p.add_argument("--base-features", type=positive_int, default=None, help="features of the first stage")
+    p.add_argument("--max-features", type=positive_int, default=None, help="cap of features per stage")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch size")
+    p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check")
+    return p
+
+
+def _main(args) -> int:
+    from ..dataset.raw import resolve_dataset
+    from ..planning.planner import PlanningCaps, plan_and_preprocess
+
+    dataset = resolve_dataset(args.dataset)
+    caps = PlanningCaps(tuple(args.max_patch) if args.max_patch else None, args.base_features,
+                        args.max_features, args.batch_size)
+    plans = plan_and_preprocess(dataset, args.backbone, args.configurations, caps, args.num_processes,
+                                args.gpu_memory_gb, verify=not args.no_verify)
+    for c in args.configurations:
+        cfg = plans["configurations"][c]
+        arch = cfg["architecture"]["arch_kwargs"]
+        print(json.dumps({"dataset": dataset, "plans": plans["plans_name"], "configuration": c,
+                          "spacing": cfg["spacing"], "patch_size": cfg["patch_size"],
+                          "batch_size": cfg["batch_size"],
+                          "features_per_stage": arch.get("features_per_stage")}))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

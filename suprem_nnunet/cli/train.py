@@ -1,0 +1,59 @@
+"""suprem_train: supervised pre-training (`suprem_train PRETRAIN 3d_fullres`)."""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from ..networks.registry import BACKBONES
+from .common import parser, positive_int, run
+
+
+def add_budget_args(p) -> None:
+    g = p.add_argument_group("budget")
+    g.add_argument("--epochs", type=positive_int, default=None, help="epochs (nnU-Net: 1000)")
+    g.add_argument("--iterations-per-epoch", type=positive_int, default=None, help="(nnU-Net: 250)")
+    g.add_argument("--val-iterations", type=int, default=None, help="validation iterations per epoch (nnU-Net: 50)")
+    g.add_argument("--lr", type=float, default=None, help="initial learning rate (nnU-Net: 1e-2)")
+    g.add_argument("--save-every", type=positive_int, default=None, help="write checkpoint_latest every N epochs")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    g.add_argument("--no-resume", action="store_true", help="start over instead of resuming a previous run")
+    g.add_argument("--validate", action="store_true", help="run nnU-Net's full validation after training")
+
+
+def budget_from(args):
+    from ..training.base import TrainingBudget
+
+    return TrainingBudget(args.epochs, args.iterations_per_epoch, args.val_iterations, args.lr, args.save_every)
+
+
+def build_parser():
+    p = parser("suprem_train", __doc__)
+    p.add_argument("dataset", help="pre-training dataset: id, name or DatasetNNN_Name")
+    p.add_argument("configuration", nargs="?", default="3d_fullres")
+    p.add_argument("-b", "--backbone", default="nnunet", choices=sorted(BACKBONES))
+    p.add_argument("-f", "--fold", default="all", help="'all' (train on every case) or a CV fold 0-4")
+    add_budget_args(p)
+    return p
+
+
+def _main(args) -> int:
+    from ..dataset.raw import resolve_dataset
+    from ..planning.planner import plans_name_for
+    from ..training.base import SupremPretrainer
+    from ..training.run import build_trainer, resolve_device, train
+
+    dataset = resolve_dataset(args.dataset)
+    fold = args.fold if args.fold == "all" else int(args.fold)
+    device = resolve_device(args.device)
+    trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone), args.configuration, fold, device)
+    out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate, role="pretrain")
+    print(out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Safe checkpoint loading and the layout of trained-model folders.
+
+A model folder is nnU-Net's: `<results>/<Dataset>/<Trainer>__<plans>__<configuration>/` holding
+`plans.json`, `dataset.json` and `fold_<f>/checkpoint_{final,best,latest}.pth`. A checkpoint carries
+its own plans and dataset.json (`init_args`), so one file is enough to predict or fine-tune.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+from ..dataset.raw import label_names
+
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
+
+
+def _numpy_safe_globals() -> list:
+    """numpy scalar/dtype types that nnU-Net's logger leaves in checkpoints: data, not code."""
+    out = [np.dtype, np.ndarray]
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    out += [core.multiarray.scalar, core.multiarray._reconstruct]
+    out += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    return out
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict:
+    """`torch.load(weights_only=True)`; a file holding arbitrary pickled objects is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: refused: the checkpoint holds pickled Python objects that are not plain "
+                         f"data or tensors ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    return ckpt
+
+
+@dataclass
+class TrainedModel:
+    """What prediction and fine-tuning need from a trained checkpoint."""
+
+    path: Path
+    state_dict: Dict[str, torch.Tensor]
+    plans: Dict
+    dataset_json: Dict
+    configuration: str
+    trainer_name: str
+    mirror_axes: Optional[tuple]
+
+    @property
+    def class_names(self) -> List[str]:
+        """Foreground class names in output-channel order (channel 0 is background)."""
+        return label_names(self.dataset_json)
+
+    @property
+    def backbone(self) -> str:
+        return self.plans.get("suprem", {}).get("backbone", "nnunet")
+
+
+def read_trained_model(path: Union[str, Path], map_location="cpu") -> TrainedModel:
+    """Load a checkpoint file, or the best available checkpoint of a model folder."""
+    ckpt_path = find_checkpoint(path)
+    ckpt = load_checkpoint(ckpt_path, map_location)
+    try:
+        init = ckpt["init_args"]
+        model = TrainedModel(ckpt_path, ckpt["network_weights"], dict(init["plans"]), dict(init["dataset_json"]),
+                             init["configuration"], ckpt.get("trainer_name", "nnUNetTrainer"),
+                             ckpt.get("inference_allowed_mirroring_axes"))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{ckpt_path}: not an nnU-Net / suprem-nnunet training checkpoint (missing {e})") from None
+    model.plans.pop("continue_training", None)
+    return model
+
+
+def find_checkpoint(path: Union[str, Path], prefer: str = "final") -> Path:
+    """A checkpoint file from a file path, a fold folder or a model folder (single fold)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: no such checkpoint file or model folder")
+    folds = [p] if any((p / n).is_file() for n in CHECKPOINT_NAMES) else sorted(p.glob("fold_*"))
+    names = sorted(CHECKPOINT_NAMES, key=lambda n: 0 if prefer in n else 1)
+    for fold in folds:
+        for n in names:
+            if (fold / n).is_file():
+                return fold / n
+    raise FileNotFoundError(f"{p}: no checkpoint ({', '.join(CHECKPOINT_NAMES)}) in it or its fold_* folders")

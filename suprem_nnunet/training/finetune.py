@@ -1,0 +1,192 @@
+"""Fine-tune pre-trained weights on a target task with novel classes, or train it from scratch.
+
+`finetune()` takes the pre-training plans over to the target dataset (spacing, patch, network,
+intensity normalisation), preprocesses the target with them, checks that the two fit, builds the
+target network, copies the pre-trained body and remaps the head by class name (head_remap.py).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .. import paths
+from ..dataset.raw import ANNOTATED_FILE, atomic_write_json, label_names
+from ..networks.registry import get_backbone
+from .base import SupremTrainer, TrainingBudget, unwrap
+from .checkpoint import TrainedModel, read_trained_model
+from .head_remap import format_mapping, map_head, save_mapping, transfer_weights
+from .run import build_trainer, train
+
+log = logging.getLogger(__name__)
+
+
+class SupremFinetuneTrainer(SupremTrainer):
+    """Starts from pre-trained weights (head remapped); optional few-shot subset and frozen encoder."""
+
+    pretrained: Optional[TrainedModel] = None
+    train_cases: Optional[List[str]] = None
+    val_cases: Optional[List[str]] = None
+    freeze_encoder_epochs: int = 0
+
+    def initialize(self):
+        super().initialize()
+        if self.pretrained is not None:
+            self._load_pretrained()
+
+    def _load_pretrained(self) -> None:
+        src = self.pretrained
+        rows = map_head(src.class_names, self.class_names)
+        net = unwrap(self.network)
+        sd, stats = transfer_weights(src.state_dict, net.state_dict(), self.backbone.head_keys, rows,
+                                     len(src.class_names) + 1)
+        net.load_state_dict(sd)
+        table = format_mapping(rows)
+        self.print_to_log_file(f"pre-trained weights from {src.path}\n{table}\n{stats}", add_timestamp=False)
+        save_mapping(rows, Path(self.output_folder) / "head_mapping.json")
+
+    def do_split(self):
+        if self.train_cases is None:
+            return super().do_split()
+        return list(self.train_cases), list(self.val_cases or self.train_cases)
+
+    def on_train_epoch_start(self):
+        frozen = self.current_epoch < self.freeze_encoder_epochs
+        for name, p in unwrap(self.network).named_parameters():
+            if any(name.startswith(k) for k in self.backbone.encoder_keys):
+                p.requires_grad_(not frozen)
+        if frozen:
+            self.print_to_log_file(f"encoder frozen (epoch {self.current_epoch} < {self.freeze_encoder_epochs})")
+        super().on_train_epoch_start()
+
+
+class SupremScratchTrainer(SupremFinetuneTrainer):
+    """The from-scratch baseline: same plans, data and budget as fine-tuning, random weights."""
+
+    def initialize(self):
+        self.pretrained = None
+        super().initialize()
+
+
+# ---------------------------------------------------------------------------- pre-trained sources
+def latest_pretraining(results_root: Optional[Path] = None) -> Path:
+    """The most recently written pre-training checkpoint under the results folder."""
+    root = Path(results_root or paths.results_root())
+    found = [p for pat in ("checkpoint_final.pth", "checkpoint_latest.pth")
+             for p in root.glob(f"*/SupremPretrainer__*/fold_*/{pat}")]
+    if not found:
+        raise FileNotFoundError(f"no pre-training run under {root}; run suprem_train first or pass --pretrained CKPT")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def load_pretrained(spec: Optional[str]) -> TrainedModel:
+    """A checkpoint file or model folder; None takes the most recent pre-training run."""
+    return read_trained_model(latest_pretraining() if spec in (None, "", "latest") else spec)
+
+
+# ---------------------------------------------------------------------------- plans transfer
+def check_compatibility(src: TrainedModel, target_json: dict, target: str, configuration: str) -> None:
+    """Raise ValueError (one line) if the pre-trained model cannot be fine-tuned on the target."""
+    if configuration not in src.plans["configurations"]:
+        raise ValueError(f"{src.path}: pre-trained plans have no configuration {configuration!r} "
+                         f"(have: {', '.join(src.plans['configurations'])})")
+    sc, tc = src.dataset_json["channel_names"], target_json["channel_names"]
+    if len(sc) != len(tc):
+        raise ValueError(f"{target}: {len(tc)} input channel(s) but the pre-trained model takes {len(sc)}")
+    schemes = src.plans["configurations"][configuration].get("normalization_schemes") or []
+    for i, (s, t) in enumerate(zip(sc.values(), tc.values())):
+        if s.strip().lower() != t.strip().lower():
+            kind = schemes[i] if i < len(schemes) else "?"
+            raise ValueError(f"{target}: channel {i} is {t!r} but the pre-trained model was trained on {s!r} "
+                             f"({kind}); modalities must match")
+    get_backbone(src.backbone)  # raises for an unknown backbone
+    if not any(k.startswith(h) for k in src.state_dict for h in get_backbone(src.backbone).head_keys):
+        raise ValueError(f"{src.path}: no tensor of the {src.backbone} head "
+                         f"({', '.join(get_backbone(src.backbone).head_keys)}) in the checkpoint")
+
+
+def transfer_plans(src: TrainedModel, target: str) -> Tuple[dict, str]:
+    """The pre-training plans re-addressed to `target`, with a `pretrain` block. Caller's dict untouched."""
+    plans = copy.deepcopy(src.plans)
+    source_name = plans.get("plans_name", "plans")
+    name = f"{source_name}_from_{plans['dataset_name']}"
+    plans["dataset_name"], plans["plans_name"] = target, name
+    for cname, cfg in plans["configurations"].items():
+        if "data_identifier" in cfg:
+            cfg["data_identifier"] = f"{name}_{cname}"
+    b = get_backbone(src.backbone)
+    plans.setdefault("suprem", {"backbone": b.name})
+    plans["suprem"]["pretrain"] = {"checkpoint": str(src.path), "dataset": src.plans["dataset_name"],
+                                   "plans": source_name, "class_names": src.class_names,
+                                   "head_keys": list(b.head_keys), "encoder_keys": list(b.encoder_keys)}
+    return plans, name
+
+
+def prepare_target(target: str, plans: dict, configuration: str, num_processes: int = 2) -> None:
+    """Fingerprint the target (once), write the transferred plans and preprocess with them."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
+                                                                      preprocess_dataset)
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
+
+    raw, pre = paths.raw_root() / target, paths.preprocessed_root() / target
+    dataset_id = convert_dataset_name_to_id(target)
+    if not (pre / "dataset_fingerprint.json").is_file():
+        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=True,
+                                    clean=True, verbose=False)
+    pre.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(raw / "dataset.json", pre / "dataset.json")
+    if (raw / ANNOTATED_FILE).is_file():
+        shutil.copyfile(raw / ANNOTATED_FILE, pre / ANNOTATED_FILE)
+    plans_file = pre / f"{plans['plans_name']}.json"
+    data_dir = pre / plans["configurations"][configuration]["data_identifier"]
+    n_cases = json.loads((raw / "dataset.json").read_text())["numTraining"]
+    up_to_date = (plans_file.is_file() and json.loads(plans_file.read_text()) == plans and data_dir.is_dir()
+                  and len({p.name.split(".")[0] for p in data_dir.glob("*.pkl")}) == n_cases)
+    if up_to_date:
+        log.info("%s is already preprocessed with %s", target, plans["plans_name"])
+        return
+    atomic_write_json(plans_file, plans)
+    preprocess_dataset(dataset_id, plans["plans_name"], (configuration,), [num_processes])
+
+
+def few_shot_split(case_ids: Sequence[str], n: Optional[int], seed: int = 0) -> Tuple[List[str], List[str]]:
+    """Seeded subset of `n` training cases; the rest validate (all of them if none are left)."""
+    ids = sorted(case_ids)
+    if n is None or n >= len(ids):
+        return ids, ids
+    if n < 1:
+        raise ValueError("--num-train-cases must be at least 1")
+    rng = np.random.default_rng(seed)
+    train_ids = sorted(rng.choice(ids, size=n, replace=False).tolist())
+    rest = [i for i in ids if i not in train_ids]
+    return train_ids, rest
+
+
+def finetune(target: str, pretrained: Optional[str] = None, configuration: str = "3d_fullres",
+             from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
+             budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
+             freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True) -> Path:
+    """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder."""
+    src = load_pretrained(pretrained)
+    target_json = json.loads((paths.raw_root() / target / "dataset.json").read_text())
+    check_compatibility(src, target_json, target, configuration)
+    label_names(target_json)  # validates the target's labels
+    plans, plans_name = transfer_plans(src, target)
+    prepare_target(target, plans, configuration, num_processes)
+    cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
+    trainer = build_trainer(cls, target, plans_name, configuration, "all", device)
+    all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
+    trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, num_train_cases, seed)
+    trainer.freeze_encoder_epochs = int(freeze_encoder_epochs)
+    trainer.pretrained = None if from_scratch else src
+    log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
+             ", ".join(trainer.train_cases))
+    return train(trainer, budget, resume=resume, role="scratch" if from_scratch else "finetune",
+                 pretrained=str(src.path), train_cases=trainer.train_cases, seed=seed,
+                 freeze_encoder_epochs=freeze_encoder_epochs)

@@ -1,0 +1,84 @@
+"""Drive a SupremTrainer: build it from preprocessed plans, resume, train, record the run."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Type, Union
+
+import torch
+
+from .. import paths
+from .base import SupremTrainer, TrainingBudget
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda if available else cpu; validates 'cuda' / 'cpu' / 'mps'."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, mps or auto")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU (use --device cpu)")
+    return torch.device(name)
+
+
+def _maybe_init_ddp(device: torch.device) -> None:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); nnU-Net's trainer does the rest."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        if device.type != "cuda":
+            raise RuntimeError("multi-process (DDP) training needs CUDA GPUs")
+        torch.distributed.init_process_group("nccl")
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def load_preprocessed_plans(dataset: str, plans_name: str) -> tuple:
+    folder = paths.preprocessed_root() / dataset
+    plans_file, ds_file = folder / f"{plans_name}.json", folder / "dataset.json"
+    if not plans_file.is_file():
+        avail = sorted(p.stem for p in folder.glob("*.json") if p.stem not in ("dataset", "dataset_fingerprint",
+                                                                             "splits_final"))
+        raise FileNotFoundError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first"
+                                f" (plans there: {', '.join(avail) or 'none'})")
+    return json.loads(plans_file.read_text()), json.loads(ds_file.read_text())
+
+
+def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: str,
+                  configuration: str = "3d_fullres", fold: Union[int, str] = "all",
+                  device: torch.device = torch.device("cpu"), plans: Optional[dict] = None) -> SupremTrainer:
+    """Instantiate `trainer_cls` on preprocessed `dataset` (plans may be given instead of read)."""
+    _maybe_init_ddp(device)
+    file_plans, dataset_json = load_preprocessed_plans(dataset, plans_name)
+    plans = dict(plans or file_plans)
+    if configuration not in plans["configurations"]:
+        raise ValueError(f"configuration {configuration!r} not in plans {plans_name} "
+                         f"(has: {', '.join(plans['configurations'])})")
+    plans["continue_training"] = True
+    return trainer_cls(plans=plans, configuration=configuration, fold=fold, dataset_json=dataset_json,
+                       device=device)
+
+
+def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, validate: bool = False,
+          **run_info) -> Path:
+    """Train (resuming from checkpoint_latest / final if present); returns the fold folder."""
+    trainer.apply_budget(budget)
+    out = Path(trainer.output_folder)
+    latest, final = out / "checkpoint_latest.pth", out / "checkpoint_final.pth"
+    if resume and (latest.is_file() or final.is_file()):
+        ckpt = latest if latest.is_file() else final
+        trainer.load_checkpoint(str(ckpt))
+        log.info("resuming from %s at epoch %d of %d", ckpt, trainer.current_epoch, trainer.num_epochs)
+    elif not resume:
+        for f in (latest, final):
+            f.unlink(missing_ok=True)
+    trainer.write_run_info(**run_info)
+    if trainer.current_epoch < trainer.num_epochs or not final.is_file():
+        trainer.run_training()
+    else:
+        log.info("%s is already trained for %d epochs; nothing to do", out, trainer.num_epochs)
+    if validate:
+        trainer.perform_actual_validation(False)
+    return out
