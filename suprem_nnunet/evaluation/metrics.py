@@ -1,0 +1,52 @@
+"""Overlap and surface metrics on binary masks (arrays in (z, y, x) order, spacing in mm)."""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice similarity coefficient; NaN when both masks are empty."""
+    p, g = pred.astype(bool), gt.astype(bool)
+    denom = p.sum() + g.sum()
+    if denom == 0:
+        return float("nan")
+    return float(2.0 * np.logical_and(p, g).sum() / denom)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Boundary voxels: the mask minus its 6-connected erosion (border of the array counts as outside)."""
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
+    return mask & ~eroded
+
+
+def _crop(pred: np.ndarray, gt: np.ndarray, margin: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+    idx = np.argwhere(pred | gt)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + np.asarray(margin) + 1, pred.shape)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    return pred[sl], gt[sl]
+
+
+def normalized_surface_dice(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float],
+                            tolerance_mm: float = 2.0) -> float:
+    """Normalised surface Dice (Nikolov et al. 2021): share of both surfaces within `tolerance_mm`
+    of the other. NaN when both masks are empty, 0 when exactly one is.
+
+    `spacing` is in array axis order (z, y, x). Surfaces are voxel-boundary voxels, distances are
+    Euclidean distance transforms with anisotropic sampling.
+    """
+    p, g = pred.astype(bool), gt.astype(bool)
+    if not p.any() and not g.any():
+        return float("nan")
+    if not p.any() or not g.any():
+        return 0.0
+    margin = [int(np.ceil(tolerance_mm / s)) + 2 for s in spacing]
+    p, g = _crop(p, g, margin)
+    sp, sg = _surface(p), _surface(g)
+    dist_to_g = ndimage.distance_transform_edt(~sg, sampling=spacing)
+    dist_to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    close = (dist_to_g[sp] <= tolerance_mm).sum() + (dist_to_p[sg] <= tolerance_mm).sum()
+    return float(close / (sp.sum() + sg.sum()))

@@ -1,0 +1,154 @@
+"""Predict with a trained model on CT files, writing NIfTI in each input's exact geometry.
+
+Built on nnunetv2's nnUNetPredictor, initialised from our own checkpoint (read with
+weights_only=True) instead of nnunetv2's trainer-class search.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..dataset.raw import atomic_write_json, label_names
+from ..labels import canonical, host_of
+from ..training.checkpoint import TrainedModel, read_trained_model
+
+log = logging.getLogger(__name__)
+
+IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def case_name(path: Union[str, Path]) -> str:
+    """'ct_0000.nii.gz' -> 'ct'; 'volume-3.nii' -> 'volume-3'."""
+    name = Path(path).name
+    for end in IMAGE_ENDINGS:
+        if name.lower().endswith(end):
+            name = name[: -len(end)]
+            break
+    return re.sub(r"_\d{4}$", "", name)
+
+
+def list_inputs(inp: Union[str, Path], num_channels: int = 1) -> Dict[str, List[str]]:
+    """{case: [channel files]} from a file or a folder (nnU-Net `_0000` naming or one file per case)."""
+    p = Path(inp)
+    if p.is_file():
+        files = [p]
+    elif p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_ENDINGS)
+                       and not f.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) in this folder")
+    else:
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    cases: Dict[str, List[str]] = {}
+    for f in files:
+        cases.setdefault(case_name(f), []).append(str(f))
+    for case, fl in cases.items():
+        if len(fl) != num_channels:
+            raise ValueError(f"{fl[0]}: case {case!r} has {len(fl)} channel file(s), the model takes {num_channels}")
+    return cases
+
+
+def check_readable(files: Sequence[str]) -> None:
+    """Raise ValueError naming the first file SimpleITK cannot read as a 3D image."""
+    import SimpleITK as sitk
+
+    for f in files:
+        try:
+            r = sitk.ImageFileReader()
+            r.SetFileName(str(f))
+            r.ReadImageInformation()
+        except RuntimeError as e:
+            raise ValueError(f"{f}: cannot be read as an image ({str(e).strip().splitlines()[-1][:120]})") from None
+        if r.GetDimension() != 3:
+            raise ValueError(f"{f}: expected a 3D image, got {r.GetDimension()}D")
+
+
+def build_network(model: TrainedModel) -> torch.nn.Module:
+    """The model's network (deep supervision off) with its weights loaded."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(model.plans)
+    cm = pm.get_configuration(model.configuration)
+    n_in = determine_num_input_channels(pm, cm, model.dataset_json)
+    n_out = pm.get_label_manager(model.dataset_json).num_segmentation_heads
+    net = nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
+    net.load_state_dict(model.state_dict)
+    return net
+
+
+def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union[str, Path, TrainedModel],
+            device: str = "cpu", mirror: Optional[bool] = None, step_size: float = 0.5,
+            per_class: bool = False) -> List[Path]:
+    """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written files.
+
+    Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU.
+    With `per_class`, also `output_dir/<case>/<class>.nii.gz` binary masks; an organ's mask then
+    includes the voxels of tumours it hosts (e.g. liver includes liver_tumor).
+    """
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    m = model if isinstance(model, TrainedModel) else read_trained_model(model)
+    dev = torch.device(device)
+    n_channels = len(m.dataset_json["channel_names"])
+    cases = list_inputs(inputs, n_channels)
+    check_readable([f for fl in cases.values() for f in fl])
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mirror = (dev.type == "cuda") if mirror is None else mirror
+    pm = PlansManager(m.plans)
+    predictor = nnUNetPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirror,
+                                perform_everything_on_device=dev.type == "cuda", device=dev, verbose=False,
+                                allow_tqdm=True)
+    predictor.manual_initialization(build_network(m).to(dev), pm, pm.get_configuration(m.configuration),
+                                    [m.state_dict], m.dataset_json, m.trainer_name, m.mirror_axes or (0, 1, 2))
+    ending = m.dataset_json["file_ending"]
+    names = sorted(cases)
+    tmp = out / f".tmp-{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:  # predict into a temp folder, then move: no half-written prediction under the final name
+        predictor.predict_from_files_sequential([cases[c] for c in names], [str(tmp / c) for c in names],
+                                                save_probabilities=False, overwrite=True)
+        written = []
+        for c in names:
+            os.replace(tmp / f"{c}{ending}", out / f"{c}{ending}")
+            written.append(out / f"{c}{ending}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_json(out / "dataset.json", {"labels": m.dataset_json["labels"], "file_ending": ending,
+                                             "model": str(m.path)})
+    if per_class:
+        for f in written:
+            write_class_masks(f, label_names(m.dataset_json), out / case_name(f))
+    log.info("wrote %d prediction(s) to %s", len(written), out)
+    return written
+
+
+def write_class_masks(seg_file: Union[str, Path], classes: Sequence[str], folder: Union[str, Path]) -> None:
+    """One binary uint8 mask per class, same geometry as `seg_file`; organs include hosted tumours."""
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(seg_file))
+    arr = sitk.GetArrayFromImage(img)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    canon = [canonical(c) for c in classes]
+    for i, name in enumerate(canon):
+        mask = arr == i + 1
+        for j, other in enumerate(canon):
+            if host_of(other) == name:
+                mask |= arr == j + 1
+        m = sitk.GetImageFromArray(mask.astype(np.uint8))
+        m.CopyInformation(img)
+        tmp = folder / f".tmp-{name}.nii.gz"
+        sitk.WriteImage(m, str(tmp), useCompression=True)
+        os.replace(tmp, folder / f"{name}.nii.gz")
