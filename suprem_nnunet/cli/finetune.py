@@ -20,6 +20,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the few-shot subset")
     p.add_argument("--freeze-encoder-epochs", type=int, default=0,
                    help="staged schedule: train only decoder and head for the first N epochs")
+    p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check of the target")
     p.add_argument("-np", "--num-processes", type=positive_int, default=2, help="preprocessing workers")
     add_budget_args(p)
     return p
@@ -32,7 +33,8 @@ def _main(args) -> int:
 
     out = finetune(resolve_dataset(args.task), args.pretrained, args.configuration, args.from_scratch,
                    args.num_train_cases, args.seed, budget_from(args), resolve_device(args.device),
-                   args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume)
+                   args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume,
+                   verify=not args.no_verify)
     print(out)
     return 0
 

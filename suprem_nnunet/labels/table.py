@@ -31,7 +31,7 @@ def _c(name: str, atlas_id: Optional[int] = None, group: str = "organ", host: Op
 CLASSES: Tuple[LabelClass, ...] = (
     # --- AbdomenAtlas 1.1: 25 anatomical structures -------------------------------------------
     _c("aorta", 1, "vessel"),
-    _c("gall_bladder", 2, synonyms=("gallbladder", "gall bladder")),
+    _c("gall_bladder", 2, synonyms=("gallbladder",)),
     _c("kidney_left", 3, synonyms=("left_kidney", "kidney_l")),
     _c("kidney_right", 4, synonyms=("right_kidney", "kidney_r")),
     _c("liver", 5),

@@ -66,6 +66,8 @@ class MemoryModelMixin:
     #: patch at which `activation_bytes_per_voxel` is measured (a multiple of `divisible_by`)
     reference_patch: Tuple[int, int, int] = (96, 96, 96)
     divisible_by: int = 1
+    #: smallest usable side (Swin: instance norm needs more than one voxel at 1/32 resolution)
+    min_patch_side: int = 1
 
     @classmethod
     def activation_bytes_per_voxel(cls, input_channels: int = 1, num_classes: int = 32,
@@ -89,11 +91,17 @@ class MemoryModelMixin:
 
     @classmethod
     def check_patch_size(cls, patch_size: Sequence[int]) -> None:
-        """ValueError naming the offending sides unless every side is a multiple of `divisible_by`."""
-        bad = [int(s) for s in patch_size if int(s) <= 0 or int(s) % cls.divisible_by]
+        """ValueError naming the offending sides unless every side is a multiple of `divisible_by`
+        and at least `min_patch_side`."""
+        size = tuple(int(s) for s in patch_size)
+        bad = [s for s in size if s <= 0 or s % cls.divisible_by]
         if bad:
-            raise ValueError(f"{cls.__name__}: patch size {tuple(int(s) for s in patch_size)} has sides "
-                             f"{bad} that are not positive multiples of {cls.divisible_by}")
+            raise ValueError(f"{cls.__name__}: patch size {size} has sides {bad} that are not positive "
+                             f"multiples of {cls.divisible_by}")
+        small = [s for s in size if s < cls.min_patch_side]
+        if small:
+            raise ValueError(f"{cls.__name__}: patch size {size} has sides {small} below the minimum "
+                             f"{cls.min_patch_side}")
 
 
 def check_no_deep_supervision(cls_name: str, deep_supervision: bool) -> None:

@@ -34,6 +34,7 @@ class Backbone:
     fixed_topology: bool = False  # True: depth/widths fixed by the paper, not by the fingerprint
     released_checkpoint: Optional[str] = None  # zoo name of the SuPreM release for this backbone
     preset: Optional[str] = None  # file name in plans/ of the SuPreM-recipe preset
+    min_patch_side: Optional[int] = None  # smallest usable patch side, if above divisible_by
 
 
 BACKBONES: Dict[str, Backbone] = {
@@ -68,7 +69,7 @@ BACKBONES: Dict[str, Backbone] = {
                  head_keys=("out.conv.conv.",),
                  encoder_keys=("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.",
                                "encoder10."),
-                 divisible_by=32, paper_params="62.19M",
+                 divisible_by=32, min_patch_side=64, paper_params="62.19M",
                  default_arch_kwargs={"feature_size": 48, "patch_merging": "v0.9"},
                  test_arch_kwargs={"feature_size": 12, "patch_merging": "v0.9"},
                  fixed_topology=True, released_checkpoint="supervised_suprem_swinunetr_2100",

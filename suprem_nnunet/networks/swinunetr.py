@@ -13,7 +13,8 @@ of that concatenation is baked into the weights:
 * ``"mergingv2"`` -- MONAI ``PatchMergingV2``: itertools.product order (d slowest).
 
 Module names are MONAI's, so released keys load after stripping ``module.backbone.``. Every patch
-side must be a multiple of 32 (five 2x down-samplings).
+side must be a multiple of 32 (five 2x down-samplings) and at least 64 (the
+instance norm of the 1/32-resolution bottleneck needs more than one voxel).
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ class SuPreMSwinUNETR(MemoryModelMixin, SwinUNETR):
     encoder_keys: Tuple[str, ...] = ("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.",
                                      "encoder10.")
     divisible_by: int = 32
+    min_patch_side: int = 64  # at 32 the bottleneck is 1 voxel and instance norm fails
     reference_patch = (96, 96, 96)
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,

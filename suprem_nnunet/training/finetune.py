@@ -128,7 +128,8 @@ def transfer_plans(src: TrainedModel, target: str) -> Tuple[dict, str]:
     return plans, name
 
 
-def prepare_target(target: str, plans: dict, configuration: str, num_processes: int = 2) -> None:
+def prepare_target(target: str, plans: dict, configuration: str, num_processes: int = 2,
+                   verify: bool = True) -> None:
     """Fingerprint the target (once), write the transferred plans and preprocess with them."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
                                                                       preprocess_dataset)
@@ -137,7 +138,7 @@ def prepare_target(target: str, plans: dict, configuration: str, num_processes: 
     raw, pre = paths.raw_root() / target, paths.preprocessed_root() / target
     dataset_id = convert_dataset_name_to_id(target)
     if not (pre / "dataset_fingerprint.json").is_file():
-        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=True,
+        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
                                     clean=True, verbose=False)
     pre.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(raw / "dataset.json", pre / "dataset.json")
@@ -171,14 +172,15 @@ def few_shot_split(case_ids: Sequence[str], n: Optional[int], seed: int = 0) -> 
 def finetune(target: str, pretrained: Optional[str] = None, configuration: str = "3d_fullres",
              from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
              budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
-             freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True) -> Path:
+             freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True,
+             verify: bool = True) -> Path:
     """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder."""
     src = load_pretrained(pretrained)
     target_json = json.loads((paths.raw_root() / target / "dataset.json").read_text())
     check_compatibility(src, target_json, target, configuration)
     label_names(target_json)  # validates the target's labels
     plans, plans_name = transfer_plans(src, target)
-    prepare_target(target, plans, configuration, num_processes)
+    prepare_target(target, plans, configuration, num_processes, verify)
     cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
     trainer = build_trainer(cls, target, plans_name, configuration, "all", device)
     all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
