@@ -177,7 +177,6 @@ def write_dicom_series(folder: Path, ph: Phantom, names=None, reverse_files: boo
     `names(i)` gives the file name of file i; with `reverse_files` file 0 is the top slice.
     Returns the file paths in file order.
     """
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

@@ -1,7 +1,6 @@
 """Every NIfTI-based source converts from a miniature replica of its own on-disk layout."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

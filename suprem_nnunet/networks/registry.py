@@ -71,7 +71,8 @@ BACKBONES: Dict[str, Backbone] = {
                                "encoder10."),
                  divisible_by=32, min_patch_side=64, paper_params="62.19M",
                  default_arch_kwargs={"feature_size": 48, "patch_merging": "v0.9"},
-                 test_arch_kwargs={"feature_size": 12, "patch_merging": "v0.9"},
+                 test_arch_kwargs={"feature_size": 12, "patch_merging": "v0.9", "depths": [1, 1, 1, 1],
+                                   "window_size": 4},
                  fixed_topology=True, released_checkpoint="supervised_suprem_swinunetr_2100",
                  preset="suprem_swinunetr.json"),
     )

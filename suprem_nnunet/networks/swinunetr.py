@@ -77,7 +77,7 @@ class SuPreMSwinUNETR(MemoryModelMixin, SwinUNETR):
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
                  feature_size: int = 48, patch_merging: str = "v0.9",
                  depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, dropout_path_rate: float = 0.0,
+                 window_size: int = 7, drop_rate: float = 0.0, attn_drop_rate: float = 0.0, dropout_path_rate: float = 0.0,
                  use_checkpoint: bool = False) -> None:
         check_no_deep_supervision(type(self).__name__, deep_supervision)
         if patch_merging not in PATCH_MERGING:
@@ -85,7 +85,8 @@ class SuPreMSwinUNETR(MemoryModelMixin, SwinUNETR):
         if feature_size % 12:
             raise ValueError(f"feature_size must be a multiple of 12, got {feature_size}")
         super().__init__(in_channels=input_channels, out_channels=num_classes, feature_size=feature_size,
-                         depths=tuple(depths), num_heads=tuple(num_heads), drop_rate=drop_rate,
+                         depths=tuple(depths), num_heads=tuple(num_heads), window_size=window_size,
+                         drop_rate=drop_rate,
                          attn_drop_rate=attn_drop_rate, dropout_path_rate=dropout_path_rate,
                          use_checkpoint=use_checkpoint, spatial_dims=3,
                          downsample=PATCH_MERGING[patch_merging])

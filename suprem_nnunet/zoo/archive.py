@@ -106,13 +106,13 @@ def export_model(model_dir: PathLike, output_zip: PathLike, fold: str = "all",
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ZooError(f"{model_dir}: model folder not found")
+    info = _parse_folder_name(model_dir)
     plans = _read_json(model_dir / "plans.json")
     dataset_json = _read_json(model_dir / "dataset.json")
     ckpt_path = model_dir / f"fold_{fold}" / checkpoint_name
     ckpt = load_checkpoint(ckpt_path, "cpu", allow_numpy=True)
     if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
         raise CheckpointError(f"{ckpt_path}: not an nnU-Net training checkpoint (no network_weights)")
-    info = _parse_folder_name(model_dir)
     init = ckpt.get("init_args") or {}
     slim = {"network_weights": {k: v for k, v in ckpt["network_weights"].items()},
             "trainer_name": str(ckpt.get("trainer_name", info["trainer"])),

@@ -44,3 +44,30 @@ def synthetic_state_dict(path: Union[str, Path], seed: int = 0) -> "OrderedDict[
 def synthetic_checkpoint(path: Union[str, Path], seed: int = 0) -> Dict:
     """``{'net': synthetic_state_dict(...)}``, the confirmed top level of the releases."""
     return {"net": synthetic_state_dict(path, seed)}
+
+
+def release_like_checkpoint(backbone: str = "unet", num_classes: int = 32, seed: int = 0,
+                            **arch_kwargs) -> Dict:
+    """A small checkpoint in a release layout, with random weights, for end-to-end tests.
+
+    ``unet`` / ``swinunetr``: a Universal-Model file (``{'net': {'module.organ_embedding', 'module.backbone.*',
+    ...}}``); ``segresnet``: ``{'net': {'module.<SegResNet keys>'}}`` with `num_classes` outputs.
+    Widths default to tiny ones (U-Net 8, SegResNet 8; Swin needs feature_size 48 for the head's
+    GroupNorm(16)).
+    """
+    from ..networks import network_class
+    from ..networks.universal import UniversalModel
+
+    torch.manual_seed(seed)
+    defaults = {"unet": {"base_features": 8}, "segresnet": {"init_filters": 8},
+                "swinunetr": {"feature_size": 48}}
+    if backbone not in defaults:
+        raise ValueError(f"no release layout for backbone {backbone!r}")
+    kw = {**defaults[backbone], **arch_kwargs}
+    if backbone == "segresnet":
+        net = network_class(backbone)(input_channels=1, num_classes=num_classes, **kw)
+    else:
+        net = UniversalModel(network_class(backbone)(input_channels=1, num_classes=1, **kw), num_classes)
+        with torch.no_grad():
+            net.organ_embedding.normal_()
+    return {"net": OrderedDict(("module." + k, v.clone()) for k, v in net.state_dict().items())}

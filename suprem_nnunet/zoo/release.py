@@ -13,8 +13,7 @@ from ..labels import canonical
 from ..networks import get_backbone, network_class
 from .catalog import CatalogEntry, catalog, entry_for_file
 from .checkpoint import CheckpointError, StateDict, load_state_dict_file
-from .convert import (LoadReport, detect_layout, load_matching, match_state_dict, to_adapter_keys,
-                      universal_backbone_name)
+from .convert import LoadReport, detect_layout, load_matching, match_state_dict, to_adapter_keys
 from .store import ZooError, checkpoint_path, read_index
 
 PathLike = Union[str, Path]
@@ -66,25 +65,26 @@ def _infer_arch(backbone: str, sd: StateDict, entry: Optional[CatalogEntry]) -> 
         kw["base_features"] = int(sd["down_tr64.ops.0.conv1.weight"].shape[0])
     elif backbone == "swinunetr" and "swinViT.patch_embed.proj.weight" in sd:
         kw["feature_size"] = int(sd["swinViT.patch_embed.proj.weight"].shape[0])
+        depths = [len({k.split(".")[4] for k in sd if k.startswith(f"swinViT.layers{i}.0.blocks.")})
+                  for i in range(1, 5)]
+        if all(depths) and depths != [2, 2, 2, 2]:
+            kw["depths"] = depths
+        table = sd.get("swinViT.layers1.0.blocks.0.attn.relative_position_bias_table")
+        if table is not None:
+            window = int(round((round(table.shape[0] ** (1 / 3)) + 1) / 2))
+            if window != 7:
+                kw["window_size"] = window
     elif backbone == "segresnet" and "convInit.conv.weight" in sd:
         kw["init_filters"] = int(sd["convInit.conv.weight"].shape[0])
     return kw
 
 
-def _backbone_of(layout: str, sd: StateDict) -> str:
-    if layout == "universal":
-        return universal_backbone_name(sd)
-    if layout == "segresnet":
-        return "segresnet"
-    if layout == "models_genesis":
-        return "unet"
-    if layout == "swin_ssl":
-        return "swinunetr"
+def _backbone_of(sd: StateDict) -> str:
+    """Backbone of a state dict already in our adapter key names."""
     keys = list(sd)
-    if any(k.startswith("down_tr64.") for k in keys):
-        return "unet"
-    if any(k.startswith("swinViT.") for k in keys):
-        return "swinunetr"
+    for prefix, name in (("down_tr64.", "unet"), ("swinViT.", "swinunetr"), ("convInit.", "segresnet")):
+        if any(k.startswith(prefix) for k in keys):
+            return name
     raise ValueError("cannot tell which backbone this state dict belongs to")
 
 
@@ -123,7 +123,7 @@ def load_released(name_or_path: PathLike, map_location: Union[str, torch.device]
         raise CheckpointError(f"{path}: a {layout} checkpoint has no segmentation head for direct "
                               f"inference; use it for fine-tuning (resolve_pretrained)")
     adapter_sd, head_sd = to_adapter_keys(raw, layout)
-    backbone = _backbone_of(layout, adapter_sd)
+    backbone = _backbone_of(adapter_sd)
     arch = _infer_arch(backbone, adapter_sd, entry)
     in_ch = _input_channels(backbone, adapter_sd)
     if layout == "universal":
@@ -164,7 +164,7 @@ def resolve_pretrained(name_or_path: PathLike, map_location: Union[str, torch.de
     raw = load_state_dict_file(path, map_location)
     layout = detect_layout(raw)
     sd, _ = to_adapter_keys(raw, layout)
-    backbone = _backbone_of(layout, sd)
+    backbone = _backbone_of(sd)
     arch = _infer_arch(backbone, sd, entry)
     head_keys = get_backbone(backbone).head_keys
     k = _head_classes(backbone, sd)

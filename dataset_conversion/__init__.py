@@ -1,0 +1,22 @@
+"""Converters from public CT datasets to the unified nnU-Net raw format (`suprem_convert`).
+
+Public API: `convert` (one source), `merge` (several converted datasets into one pre-training
+dataset), `SOURCES` (the registry) and `BadInputError`.
+"""
+from .errors import BadInputError, ConversionError
+from .registry import SOURCES, classes, create
+
+
+def convert(*args, **kwargs):
+    """See `dataset_conversion.runner.convert`."""
+    from .runner import convert as _convert
+    return _convert(*args, **kwargs)
+
+
+def merge(*args, **kwargs):
+    """See `dataset_conversion.merge.merge`."""
+    from .merge import merge as _merge
+    return _merge(*args, **kwargs)
+
+
+__all__ = ["BadInputError", "ConversionError", "SOURCES", "classes", "create", "convert", "merge"]

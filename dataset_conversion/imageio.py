@@ -1,0 +1,259 @@
+"""Reading source files (NIfTI/NRRD/MHA via SimpleITK, DICOM series, PNG slices) with checks.
+
+Every failure is a `BadInputError` naming the file. Images keep their own geometry until
+`to_lps` reorients them (a lossless axis permutation/flip) so that all converted data share one
+voxel-axis convention; the physical position of every voxel is unchanged.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import BadInputError
+
+#: Spacing may differ by this relative amount, origins by this fraction of a voxel.
+SPACING_RTOL = 1e-3
+ORIGIN_VOXEL_TOL = 0.05
+DIRECTION_ATOL = 1e-3
+NIFTI_EXTS = (".nii", ".nii.gz")
+
+
+def natural_key(p: Path) -> list:
+    """Sort key that orders 'img2' before 'img10'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def _reason(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    msg = next((ln for ln in reversed(lines) if "Exception" not in ln and len(ln) < 200), "")
+    return f"unreadable or corrupt file ({msg})" if msg else "unreadable or corrupt file"
+
+
+def check_nifti_complete(path: Path) -> None:
+    """Raise if a NIfTI-1 file (optionally gzipped) is truncated or its compression is corrupt.
+
+    ITK fills missing voxels silently, so the byte count is checked against the header here.
+    """
+    import gzip
+    import struct
+    import zlib
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(348)
+            total = len(head)
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as e:
+        raise BadInputError(path, f"unreadable or corrupt file ({type(e).__name__}: {e})") from None
+    if len(head) < 348:
+        raise BadInputError(path, f"unreadable or corrupt file (only {total} bytes, no NIfTI header)")
+    for endian in "<>":
+        if struct.unpack(endian + "i", head[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", head[40:56])
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            n = int(np.prod([max(d, 1) for d in dims[1:1 + max(min(dims[0], 7), 0)]]))
+            expected = max(offset, 348) + n * bitpix // 8
+            if total < expected:
+                raise BadInputError(path, f"truncated file: {total} of {expected} bytes")
+            return
+
+
+def read_image(path: Path) -> sitk.Image:
+    """Read a 3D scalar image (any format SimpleITK reads); 4D images with one volume are squeezed."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "file not found")
+    if path.name.lower().endswith(NIFTI_EXTS):
+        check_nifti_complete(path)
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        raise BadInputError(path, _reason(e)) from None
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() != 3:
+        raise BadInputError(path, f"expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise BadInputError(path, f"expected one value per voxel, got {img.GetNumberOfComponentsPerPixel()}")
+    return img
+
+
+def grid_mismatch(a: sitk.Image, b: sitk.Image) -> Optional[str]:
+    """None when `a` and `b` share a voxel grid, else a short description of the difference."""
+    if a.GetSize() != b.GetSize():
+        return f"size {a.GetSize()} vs {b.GetSize()}"
+    sa, sb = np.array(a.GetSpacing()), np.array(b.GetSpacing())
+    if not np.allclose(sa, sb, rtol=SPACING_RTOL, atol=0):
+        return f"spacing {tuple(np.round(sa, 4))} vs {tuple(np.round(sb, 4))}"
+    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=DIRECTION_ATOL):
+        return f"direction {orientation_code(a)} vs {orientation_code(b)}"
+    oa, ob = np.array(a.GetOrigin()), np.array(b.GetOrigin())
+    if np.abs(oa - ob).max() > ORIGIN_VOXEL_TOL * sa.min():
+        return f"origin {tuple(np.round(oa, 2))} vs {tuple(np.round(ob, 2))}"
+    return None
+
+
+def orientation_code(img: sitk.Image) -> str:
+    """Three-letter code (ITK/DICOM convention, e.g. 'LPS') of the image's voxel axes."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(img.GetDirection())
+
+
+def align_to(label: sitk.Image, image: sitk.Image, label_path: Path, image_path: Path) -> sitk.Image:
+    """`label` on the voxel grid of `image`.
+
+    Accepted: the same grid, or the same physical grid stored with another axis order / flips
+    (reoriented here, no resampling). Anything else is a geometry mismatch.
+    """
+    why = grid_mismatch(label, image)
+    if why is not None:
+        turned = sitk.DICOMOrient(label, orientation_code(image))
+        why = grid_mismatch(turned, image)  # compared in the image's own axis order
+        if why is None:
+            label = turned
+    if why is not None:
+        raise BadInputError(label_path, f"geometry does not match image {Path(image_path).name}: {why}")
+    label = sitk.Image(label)
+    label.CopyInformation(image)
+    return label
+
+
+def to_lps(img: sitk.Image) -> sitk.Image:
+    """Reorient so the voxel axes run (as closely as possible) towards patient L, P, S."""
+    out = sitk.DICOMOrient(img, "LPS")
+    out.SetDirection([float(v) + 0.0 for v in out.GetDirection()])  # no '-0.0' in headers
+    return out
+
+
+def label_array(img: sitk.Image, path: Path, allowed: Sequence[int]) -> np.ndarray:
+    """Integer label array (z, y, x); float labels must hold whole numbers; values must be `allowed`."""
+    arr = sitk.GetArrayFromImage(img)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise BadInputError(path, "label contains NaN or infinite values")
+        rounded = np.rint(arr)
+        if np.abs(arr - rounded).max(initial=0) > 1e-3:
+            raise BadInputError(path, "float label holds values that are not whole numbers")
+        arr = rounded
+    elif arr.dtype.kind not in "iub":
+        raise BadInputError(path, f"label pixel type {arr.dtype} is not an integer or float type")
+    if arr.size and arr.min() < 0:
+        raise BadInputError(path, f"label value {int(arr.min())} is not defined by the source")
+    arr = arr.astype(np.int32 if arr.size and arr.max() > 32767 else np.int16, copy=False)
+    present = np.flatnonzero(np.bincount(arr.ravel()))
+    bad = sorted(set(present.tolist()) - set(allowed) - {0})
+    if bad:
+        raise BadInputError(path, f"label values {bad} are not defined by the source "
+                                  f"(defined: 0, {', '.join(map(str, sorted(allowed)))})")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------- DICOM
+def dicom_files(folder: Path) -> List[Path]:
+    """DICOM files below `folder`: '*.dcm', or every extension-less non-hidden file if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(folder, "DICOM folder not found")
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".dcm"
+                    and not p.name.startswith(".")), key=natural_key)
+    if not files:
+        files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.suffix
+                        and not p.name.startswith(".")), key=natural_key)
+    if not files:
+        raise BadInputError(folder, "no DICOM files found")
+    return files
+
+
+def dicom_order(folder: Path, files: Optional[List[Path]] = None) -> List[Path]:
+    """The files of one DICOM series sorted by slice position along the slice normal.
+
+    Checks: one series, one orientation and matrix size, no duplicate and no missing slice
+    (gap in slice position or in InstanceNumber).
+    """
+    import pydicom
+
+    folder = Path(folder)
+    files = list(files) if files is not None else dicom_files(folder)
+    headers = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+            ipp = [float(v) for v in ds.ImagePositionPatient]
+            iop = [float(v) for v in ds.ImageOrientationPatient]
+            headers.append((f, ds.get("SeriesInstanceUID", ""), ipp, iop, (int(ds.Rows), int(ds.Columns)),
+                            ds.get("InstanceNumber")))
+        except Exception as e:  # pydicom raises many types for broken files
+            raise BadInputError(f, f"unreadable DICOM file or missing geometry tags ({type(e).__name__})") from None
+    series = Counter(h[1] for h in headers)
+    if len(series) > 1:
+        raise BadInputError(folder, f"holds {len(series)} DICOM series; expected one")
+    iop = np.array(headers[0][3])
+    if any(not np.allclose(h[3], iop, atol=1e-3) or h[4] != headers[0][4] for h in headers):
+        raise BadInputError(folder, "slices differ in orientation or matrix size")
+    normal = np.cross(iop[:3], iop[3:])
+    pos = np.array([np.dot(h[2], normal) for h in headers])
+    order = np.argsort(pos, kind="stable")
+    headers = [headers[i] for i in order]
+    pos = pos[order]
+    if len(pos) > 1:
+        gaps = np.diff(pos)
+        if gaps.min() < 1e-3:
+            i = int(np.argmin(gaps))
+            raise BadInputError(headers[i + 1][0], f"duplicate slice position (same as {headers[i][0].name})")
+        step = float(np.median(gaps))
+        if gaps.max() > 1.5 * step:
+            i = int(np.argmax(gaps))
+            raise BadInputError(folder, f"missing slice: {gaps[i]:.2f} mm gap between {headers[i][0].name} "
+                                        f"and {headers[i + 1][0].name} (slice step {step:.2f} mm)")
+        numbers = [h[5] for h in headers]
+        if all(n is not None for n in numbers):
+            nums = np.array([int(n) for n in numbers])
+            d = np.diff(nums)
+            monotone = bool(np.all(d > 0) or np.all(d < 0))
+            steps = np.abs(d)
+            if monotone and steps.max() > 1:  # numbers run with position: a skipped number is a lost slice
+                i = int(np.argmax(steps))
+                raise BadInputError(folder, f"missing slice: InstanceNumber jumps from {nums[i]} to {nums[i + 1]} "
+                                            f"between {headers[i][0].name} and {headers[i + 1][0].name}")
+    return [h[0] for h in headers]
+
+
+def read_dicom_series(folder: Path, files: Optional[List[Path]] = None) -> Tuple[sitk.Image, List[Path]]:
+    """Read one checked DICOM series (see `dicom_order`); returns the image and its ordered files."""
+    ordered = dicom_order(folder, files)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(p) for p in ordered])
+    try:
+        img = reader.Execute()
+    except RuntimeError as e:
+        raise BadInputError(folder, _reason(e)) from None
+    return img, ordered
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A 2D grey-level PNG as an array (rows, columns)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "file not found")
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise BadInputError(path, f"unreadable or corrupt PNG ({type(e).__name__})") from None
+    if arr.ndim == 3:
+        if not all(np.array_equal(arr[..., 0], arr[..., c]) for c in range(1, min(arr.shape[2], 3))):
+            raise BadInputError(path, "colour PNG mask; expected grey levels")
+        arr = arr[..., 0]
+    return arr
