@@ -281,3 +281,9 @@ def test_full_size_unet_release_layout_through_the_file_api(tmp_path):
     model = load_released(path)
     assert len(model.state_dict()) == layout["n_tensors"]
     assert sum(p.numel() for p in model.parameters()) == layout["n_params"]
+
+
+def test_renamed_universal_file_still_gets_template_class_names(tmp_path):
+    path = save(release_like_checkpoint("unet"), tmp_path / "my_copy.pth")
+    model = load_released(path)
+    assert model.class_names == list(get_entry("supervised_suprem_unet_2100").classes)

@@ -51,6 +51,8 @@ def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: st
                   device: torch.device = torch.device("cpu"), plans: Optional[dict] = None) -> SupremTrainer:
     """Instantiate `trainer_cls` on preprocessed `dataset` (plans may be given instead of read)."""
     _maybe_init_ddp(device)
+    if "nnUNet_n_proc_DA" not in os.environ:  # nnU-Net would start up to 12 augmentation workers
+        os.environ["nnUNet_n_proc_DA"] = "0" if device.type == "cpu" else str(min(12, os.cpu_count() or 1))
     file_plans, dataset_json = load_preprocessed_plans(dataset, plans_name)
     plans = dict(plans or file_plans)
     if configuration not in plans["configurations"]:

@@ -19,6 +19,13 @@ from .store import ZooError, checkpoint_path, read_index
 PathLike = Union[str, Path]
 
 
+def universal_template_classes() -> Tuple[str, ...]:
+    """Unified names of the Universal Model's 32-class template, in output-channel order."""
+    from .catalog import _raw
+
+    return tuple(canonical(n) for n in _raw()["class_orders"]["universal_template"]["classes"])
+
+
 @dataclass
 class PretrainedWeights:
     """Weights ready for fine-tuning one of our adapters.
@@ -138,6 +145,8 @@ def load_released(name_or_path: PathLike, map_location: Union[str, torch.device]
         source = adapter_sd
     load_matching(model, source, str(path), require_prefixes=("",))
     names = list(entry.classes) if entry is not None and entry.classes and len(entry.classes) == k else None
+    if names is None and layout == "universal" and k == len(universal_template_classes()):
+        names = list(universal_template_classes())  # every known universal release uses the 32-class template
     model.class_names = names or [f"class_{i + 1}" for i in range(k)]
     model.class_names_known = names is not None
     model.output_activation = "softmax" if layout == "ours" else "sigmoid"
