@@ -224,7 +224,8 @@ def test_swin_ssl_layout_maps_to_swinvit(tmp_path):
     ssl = OrderedDict()
     for k, v in ref.state_dict().items():
         if k.startswith("swinViT."):
-            ssl["module." + k[len("swinViT."):].replace("mlp.linear1", "mlp.fc1").replace("mlp.linear2", "mlp.fc2")] = v
+            old = k[len("swinViT."):].replace("mlp.linear1", "mlp.fc1").replace("mlp.linear2", "mlp.fc2")
+            ssl["module." + old] = v
     ssl["module.rotation_head.weight"] = torch.zeros(4, 96)
     ssl["module.contrastive_head.weight"] = torch.zeros(512, 96)
     path = save({"state_dict": ssl}, tmp_path / "model_swinvit.pt")
@@ -287,3 +288,13 @@ def test_renamed_universal_file_still_gets_template_class_names(tmp_path):
     path = save(release_like_checkpoint("unet"), tmp_path / "my_copy.pth")
     model = load_released(path)
     assert model.class_names == list(get_entry("supervised_suprem_unet_2100").classes)
+
+
+def test_registry_catalog_and_presets_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, suprem_nnunet.networks, suprem_nnunet.zoo, suprem_nnunet.zoo.presets as p; "
+            "suprem_nnunet.zoo.get_entry('supervised_suprem_unet_2100').classes; p.load_preset('unet'); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .common import parser, positive_int, run
+from .common import int_triple, parser, positive_int, run
 from .train import add_budget_args, budget_from
 
 
@@ -13,13 +13,16 @@ def build_parser():
     p.add_argument("task", help="target dataset: id, name or DatasetNNN_Name")
     p.add_argument("configuration", nargs="?", default="3d_fullres")
     p.add_argument("--pretrained", nargs="?", const="latest", default="latest", metavar="CKPT",
-                   help="checkpoint file or model folder; bare --pretrained takes the most recent pre-training run")
+                   help="checkpoint file, model folder or zoo name (e.g. supervised_suprem_unet_2100 after "
+                        "suprem_zoo import); bare --pretrained takes the most recent pre-training run")
     p.add_argument("--from-scratch", action="store_true",
                    help="baseline: same plans, data and budget, but random initial weights")
     p.add_argument("--num-train-cases", type=positive_int, default=None, help="seeded few-shot subset size")
     p.add_argument("--seed", type=int, default=0, help="seed of the few-shot subset")
     p.add_argument("--freeze-encoder-epochs", type=int, default=0,
                    help="staged schedule: train only decoder and head for the first N epochs")
+    p.add_argument("--max-patch", type=int_triple, default=None,
+                   help="cap the preset's patch when starting from released weights (small machines)")
     p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check of the target")
     p.add_argument("-np", "--num-processes", type=positive_int, default=2, help="preprocessing workers")
     add_budget_args(p)
@@ -34,7 +37,7 @@ def _main(args) -> int:
     out = finetune(resolve_dataset(args.task), args.pretrained, args.configuration, args.from_scratch,
                    args.num_train_cases, args.seed, budget_from(args), resolve_device(args.device),
                    args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume,
-                   verify=not args.no_verify)
+                   verify=not args.no_verify, max_patch=args.max_patch)
     print(out)
     return 0
 

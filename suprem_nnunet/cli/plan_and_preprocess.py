@@ -15,7 +15,9 @@ def build_parser():
     p.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"])
     p.add_argument("-b", "--backbone", default="nnunet", choices=sorted(BACKBONES))
     p.add_argument("-np", "--num-processes", type=positive_int, default=2)
-    p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory the plan targets")
+    p.add_argument("--gpu-memory-gb", type=float, default=24.0, help="GPU memory the plan targets")
+    p.add_argument("--preset", choices=["suprem"], default=None,
+                   help="take spacing, patch and intensity handling from the backbone's SuPreM-recipe preset")
     p.add_argument("--max-patch", type=int_triple, default=None, help="cap the patch size, e.g. 48 or 32,48,48")
     p.add_argument("--base-features", type=positive_int, default=None, help="features of the first stage")
     p.add_argument("--max-features", type=positive_int, default=None, help="cap of features per stage")
@@ -32,14 +34,15 @@ def _main(args) -> int:
     caps = PlanningCaps(tuple(args.max_patch) if args.max_patch else None, args.base_features,
                         args.max_features, args.batch_size)
     plans = plan_and_preprocess(dataset, args.backbone, args.configurations, caps, args.num_processes,
-                                args.gpu_memory_gb, verify=not args.no_verify)
+                                args.gpu_memory_gb, verify=not args.no_verify, preset=args.preset)
     for c in args.configurations:
         cfg = plans["configurations"][c]
         arch = cfg["architecture"]["arch_kwargs"]
         print(json.dumps({"dataset": dataset, "plans": plans["plans_name"], "configuration": c,
                           "spacing": cfg["spacing"], "patch_size": cfg["patch_size"],
-                          "batch_size": cfg["batch_size"],
-                          "features_per_stage": arch.get("features_per_stage")}))
+                          "batch_size": cfg["batch_size"], "network": cfg["architecture"]["network_class_name"],
+                          "features_per_stage": arch.get("features_per_stage"),
+                          "estimated_training_memory_gb": cfg.get("estimated_training_memory_gb")}))
     return 0
 
 

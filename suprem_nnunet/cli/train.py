@@ -31,6 +31,7 @@ def build_parser():
     p.add_argument("dataset", help="pre-training dataset: id, name or DatasetNNN_Name")
     p.add_argument("configuration", nargs="?", default="3d_fullres")
     p.add_argument("-b", "--backbone", default="nnunet", choices=sorted(BACKBONES))
+    p.add_argument("--preset", choices=["suprem"], default=None, help="train on the plans made with this preset")
     p.add_argument("-f", "--fold", default="all", help="'all' (train on every case) or a CV fold 0-4")
     add_budget_args(p)
     return p
@@ -45,7 +46,7 @@ def _main(args) -> int:
     dataset = resolve_dataset(args.dataset)
     fold = args.fold if args.fold == "all" else int(args.fold)
     device = resolve_device(args.device)
-    trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone), args.configuration, fold, device)
+    trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone, args.preset), args.configuration, fold, device)
     out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate, role="pretrain")
     print(out)
     return 0

@@ -35,7 +35,8 @@ def _list() -> int:
     print(f"{'name':<36} {'kind':<9} {'backbone':<10} {'classes':>7}  imported")
     for e in catalog().values():
         n = "?" if e.num_classes is None else str(e.num_classes)
-        print(f"{e.name:<36} {e.kind:<9} {e.backbone:<10} {n:>7}  {'yes' if e.name in idx['checkpoints'] else 'no'}")
+        imported = "yes" if e.name in idx["checkpoints"] else "no"
+        print(f"{e.name:<36} {e.kind:<9} {e.backbone:<10} {n:>7}  {imported}")
     others = [n for n in idx["checkpoints"] if n not in catalog()]
     for n in others:
         print(f"{n:<36} {'file':<9} {'?':<10} {'?':>7}  yes")
@@ -76,7 +77,8 @@ def _import(file: str, name: Optional[str], overwrite: bool) -> int:
               f"{len(rec['classes'])} channels)")
     else:
         rec = import_checkpoint(file, name, overwrite)
-        verified = "verified against the catalog" if rec["sha256_verified"] else "recorded (no catalog sha256 yet)"
+        verified = ("verified against the catalog" if rec["sha256_verified"]
+                    else "recorded (no catalog sha256 yet)")
         print(f"imported {rec['file']}: layout {rec['layout']}, sha256 {rec['sha256']} {verified}")
     return 0
 

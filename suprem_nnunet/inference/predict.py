@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -127,26 +127,76 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     atomic_write_json(out / "dataset.json", {"labels": m.dataset_json["labels"], "file_ending": ending,
                                              "model": str(m.path)})
     if per_class:
+        ids = {n: i + 1 for i, n in enumerate(label_names(m.dataset_json))}
         for f in written:
-            write_class_masks(f, label_names(m.dataset_json), out / case_name(f))
+            write_class_masks(f, ids, out / case_name(f))
     log.info("wrote %d prediction(s) to %s", len(written), out)
     return written
 
 
-def write_class_masks(seg_file: Union[str, Path], classes: Sequence[str], folder: Union[str, Path]) -> None:
-    """One binary uint8 mask per class, same geometry as `seg_file`; organs include hosted tumours."""
+def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:
+    """A model folder / checkpoint path of ours, or the zoo name of a released checkpoint.
+
+    Returns a Path for models nnU-Net's predictor runs, a str (zoo name or file) for released
+    checkpoints that need the direct-inference protocol."""
+    from ..zoo import catalog, read_index
+    from ..zoo.store import model_folder
+
+    p = Path(spec)
+    if p.is_dir():
+        return p
+    if p.is_file():
+        try:
+            read_trained_model(p)
+            return p
+        except ValueError as e:
+            if "not an nnU-Net" not in str(e):
+                raise
+            return str(p)
+    index = read_index()
+    if str(spec) in index["models"]:
+        return model_folder(str(spec))
+    if str(spec) in index["checkpoints"] or str(spec) in catalog():
+        return str(spec)
+    raise FileNotFoundError(f"{spec}: no such model folder, checkpoint file or zoo name "
+                            f"(imported: {', '.join(sorted(index['models']) + sorted(index['checkpoints'])) or 'none'})")
+
+
+def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path], name: str, device: str = "cpu",
+                         per_class: bool = False) -> List[Path]:
+    """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case."""
+    from ..zoo import load_released, predict_released
+
+    cases = list_inputs(inputs, 1)
+    check_readable([f for fl in cases.values() for f in fl])
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_released(name, map_location=device)
+    written = []
+    for case in sorted(cases):
+        f = out / f"{case}.nii.gz"
+        ids = predict_released(model, cases[case][0], f, device=device)
+        written.append(f)
+        if per_class:
+            write_class_masks(f, ids, out / case)
+    return written
+
+
+def write_class_masks(seg_file: Union[str, Path], class_ids: Mapping[str, int], folder: Union[str, Path]) -> None:
+    """One binary uint8 mask per class {name: label id}, same geometry as `seg_file`; organs include
+    the voxels of the tumours they host."""
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(seg_file))
     arr = sitk.GetArrayFromImage(img)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    canon = [canonical(c) for c in classes]
-    for i, name in enumerate(canon):
-        mask = arr == i + 1
-        for j, other in enumerate(canon):
+    canon = {canonical(n): int(i) for n, i in class_ids.items()}
+    for name, lid in canon.items():
+        mask = arr == lid
+        for other, oid in canon.items():
             if host_of(other) == name:
-                mask |= arr == j + 1
+                mask |= arr == oid
         m = sitk.GetImageFromArray(mask.astype(np.uint8))
         m.CopyInformation(img)
         tmp = folder / f".tmp-{name}.nii.gz"

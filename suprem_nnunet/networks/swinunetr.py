@@ -77,7 +77,8 @@ class SuPreMSwinUNETR(MemoryModelMixin, SwinUNETR):
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
                  feature_size: int = 48, patch_merging: str = "v0.9",
                  depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window_size: int = 7, drop_rate: float = 0.0, attn_drop_rate: float = 0.0, dropout_path_rate: float = 0.0,
+                 window_size: int = 7, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 dropout_path_rate: float = 0.0,
                  use_checkpoint: bool = False) -> None:
         check_no_deep_supervision(type(self).__name__, deep_supervision)
         if patch_merging not in PATCH_MERGING:

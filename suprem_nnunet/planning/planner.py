@@ -28,11 +28,21 @@ class PlanningCaps:
     batch_size: Optional[int] = None  # fixed batch size
 
 
+#: arch kwarg that sets the width of each fixed-topology backbone (what --base-features changes)
+WIDTH_KWARG = {"unet": "base_features", "segresnet": "init_filters", "swinunetr": "feature_size"}
+#: share of the GPU memory target the training step may use (allocator, cuDNN workspace, data)
+MEMORY_HEADROOM = 0.8
+#: activation memory under mixed precision relative to the fp32 measurement
+AMP_ACTIVATION_FACTOR = 0.55
+
+
 class SupremPlannerMixin:
     """Mix in before an nnunetv2 ExperimentPlanner subclass (see `planner_class`)."""
 
     backbone: str = "nnunet"
     caps: PlanningCaps = PlanningCaps()
+    preset: Optional[dict] = None  # a SuPreM-recipe preset (plans/*.json) fixes spacing, patch, intensity
+    arch_override: Optional[dict] = None  # arch kwargs of given weights (e.g. a release's width)
 
     def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
@@ -63,41 +73,134 @@ class SupremPlannerMixin:
             median_shape = np.minimum(np.asarray(median_shape, float), np.asarray(cap, float))
         plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
                                                    approximate_n_voxels_dataset, _cache)
+        b = get_backbone(self.backbone)
+        if b.fixed_topology and len(spacing) == 3:
+            plan = self._fixed_topology_plan(plan, np.asarray(spacing, float), np.asarray(median_shape, float),
+                                             approximate_n_voxels_dataset)
         if self.caps.batch_size:
             plan["batch_size"] = int(self.caps.batch_size)
         return plan
 
+    # ------------------------------------------------------------------ fixed-topology backbones
+    def arch_kwargs(self) -> dict:
+        b = get_backbone(self.backbone)
+        kwargs = dict((self.preset or {}).get("arch_kwargs") or b.default_arch_kwargs)
+        if self.caps.base_features and b.name in WIDTH_KWARG:
+            kwargs[WIDTH_KWARG[b.name]] = int(self.caps.base_features)
+        kwargs.update(self.arch_override or {})
+        return kwargs
+
+    def _memory(self, cls, patch, batch: int, kwargs: dict) -> float:
+        n_in = len(self.dataset_json["channel_names"])
+        n_out = len(self.dataset_json["labels"])
+        act = cls.training_memory_bytes(patch, 1, n_in, n_out, bytes_per_param=0, **kwargs)
+        params = cls.training_memory_bytes(patch, 1, n_in, n_out, **kwargs) - act
+        return AMP_ACTIVATION_FACTOR * act * batch + params
+
+    def _fixed_topology_plan(self, plan: dict, spacing: np.ndarray, median_shape: np.ndarray,
+                             n_voxels_dataset: float) -> dict:
+        """Patch and batch size for a backbone with a fixed topology, from its memory model."""
+        import pydoc
+
+        b = get_backbone(self.backbone)
+        cls = pydoc.locate(b.network_class_name)
+        kwargs = self.arch_kwargs()
+        div, min_side = b.divisible_by or 1, max(b.min_patch_side or 1, b.divisible_by or 1)
+        budget = self.UNet_vram_target_GB * 1024 ** 3 * MEMORY_HEADROOM
+
+        def down(v):
+            return max(min_side, int(v // div) * div)
+
+        def up(v):
+            return max(min_side, int(np.ceil(v / div)) * div)
+
+        if self.preset is not None:  # the recipe's patch, unless capped for a small machine
+            cap = self.caps.max_patch or self.preset["patch_size"]
+            patch = [down(min(int(p), int(c))) for p, c in zip(self.preset["patch_size"], cap)]
+        else:
+            tmp = 1 / spacing
+            patch = tmp * (256 ** 3 / np.prod(tmp)) ** (1 / 3)
+            patch = [down(min(p, up(m))) for p, m in zip(patch, median_shape)]
+            while self._memory(cls, patch, 2, kwargs) > budget:
+                ratios = [p / m if p > min_side else -1 for p, m in zip(patch, median_shape)]
+                axis = int(np.argmax(ratios))
+                if ratios[axis] < 0:
+                    log.warning("%s: even the smallest patch %s exceeds %.1f GB", b.name, patch,
+                                self.UNet_vram_target_GB)
+                    break
+                patch[axis] = down(patch[axis] - div)
+        cls.check_patch_size(patch)
+        per_sample = self._memory(cls, patch, 1, kwargs) - self._memory(cls, patch, 0, kwargs)
+        fixed = self._memory(cls, patch, 0, kwargs)
+        batch = int((budget - fixed) // max(per_sample, 1))
+        cover = int(round(n_voxels_dataset * self.max_dataset_covered / float(np.prod(patch))))
+        batch = max(self.UNet_min_batch_size, min(batch, cover))
+        plan = dict(plan)
+        plan.update({
+            "patch_size": patch,
+            "batch_size": batch,
+            "architecture": {"network_class_name": b.network_class_name, "arch_kwargs": kwargs,
+                             "_kw_requires_import": []},
+            "estimated_training_memory_gb": round(self._memory(cls, patch, batch, kwargs) / 1024 ** 3, 2),
+        })
+        return plan
+
     def plan_experiment(self) -> dict:
         plans = super().plan_experiment()
+        b = get_backbone(self.backbone)
+        if b.fixed_topology:  # 3D networks: only the full-resolution 3D configuration applies
+            plans["configurations"] = {k: v for k, v in plans["configurations"].items() if k == "3d_fullres"}
+        if self.preset is not None:
+            lo, hi = self.preset["intensity"]["clip"]
+            s0, s1 = self.preset["intensity"].get("scale_to", [0.0, 1.0])
+            # nnU-Net's CTNormalization clips to [p0.5, p99.5] then maps (x - mean) / std: these values
+            # make it exactly the recipe's clip to [lo, hi] and linear scaling to [s0, s1]
+            std = (hi - lo) / (s1 - s0)
+            props = {"percentile_00_5": lo, "percentile_99_5": hi, "mean": lo - s0 * std, "std": std,
+                     "min": lo, "max": hi, "median": (lo + hi) / 2}
+            plans["foreground_intensity_properties_per_channel"] = {"0": props}
+            for cfg in plans["configurations"].values():
+                cfg["normalization_schemes"] = ["CTNormalization"]
         plans["suprem"] = {"backbone": self.backbone, "caps": {k: v for k, v in asdict(self.caps).items()},
-                           "preset": None}
+                           "preset": (self.preset or {}).get("name")}
+        if self.preset is not None:
+            plans["suprem"]["recipe"] = {k: self.preset[k] for k in ("orientation", "spacing", "intensity",
+                                                                       "patch_size", "sliding_window")
+                                         if k in self.preset}
         self.save_plans(plans)
         return plans
 
 
-def plans_name_for(backbone: str) -> str:
-    """Plans identifier of a backbone, e.g. 'suprem_nnunet'."""
-    return f"suprem_{get_backbone(backbone).name}"
+def plans_name_for(backbone: str, preset: Optional[str] = None) -> str:
+    """Plans identifier of a backbone, e.g. 'suprem_nnunet' (or 'suprem_unet_preset-suprem')."""
+    name = f"suprem_{get_backbone(backbone).name}"
+    return f"{name}_preset-{preset}" if preset else name
 
 
-def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps()) -> Type:
-    """A planner class for `backbone` with `caps`, to pass to nnunetv2's planning API."""
+def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
+                  preset: Optional[dict] = None, arch_kwargs: Optional[dict] = None) -> Type:
+    """A planner class for `backbone` with `caps` (and optionally a preset), for nnunetv2's planning API."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import \
         nnUNetPlannerResEncM
 
     b = get_backbone(backbone)
-    bases: Dict[str, Type] = {"nnunet": ExperimentPlanner, "resenc": nnUNetPlannerResEncM}
-    if b.name not in bases:
-        raise NotImplementedError(f"backbone {b.name!r} has no planner yet")
+    base = nnUNetPlannerResEncM if b.name == "resenc" else ExperimentPlanner
     name = f"Suprem{b.name.capitalize()}Planner"
-    return type(name, (SupremPlannerMixin, bases[b.name]), {"backbone": b.name, "caps": caps})
+    if arch_kwargs and not b.fixed_topology:
+        raise ValueError(f"backbone {b.name!r} takes its architecture from the fingerprint, not from arch kwargs")
+    return type(name, (SupremPlannerMixin, base), {"backbone": b.name, "caps": caps, "preset": preset,
+                                                   "arch_override": arch_kwargs})
 
 
 def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: Sequence[str] = ("3d_fullres",),
                         caps: PlanningCaps = PlanningCaps(), num_processes: int = 2,
-                        gpu_memory_gb: float = 8.0, verify: bool = True) -> dict:
+                        gpu_memory_gb: float = 24.0, verify: bool = True, preset: Optional[str] = None,
+                        arch_kwargs: Optional[dict] = None) -> dict:
     """Fingerprint `dataset` (full name), plan for `backbone` and preprocess `configurations`.
+
+    `preset='suprem'` takes spacing, patch and intensity handling from the backbone's SuPreM-recipe
+    preset in `plans/` (the preprocessing of the released checkpoints) instead of the fingerprint.
 
     Returns the plans dict. Needs the nnU-Net folder env vars (see `paths.setup_environment`).
     """
@@ -108,8 +211,18 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     dataset_id = convert_dataset_name_to_id(dataset)
     extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
                                 clean=True, verbose=False)
-    plans, identifier = plan_experiment_dataset(dataset_id, planner_class(backbone, caps),
-                                                gpu_memory_target_in_gb=gpu_memory_gb)
+    recipe, spacing = None, None
+    if preset is not None:
+        if preset != "suprem":
+            raise ValueError(f"unknown preset {preset!r}; the only preset is 'suprem'")
+        from ..zoo.presets import load_preset
+
+        recipe = load_preset(backbone)
+        spacing = tuple(float(v) for v in recipe["spacing"])
+    plans, identifier = plan_experiment_dataset(dataset_id, planner_class(backbone, caps, recipe, arch_kwargs),
+                                                gpu_memory_target_in_gb=gpu_memory_gb,
+                                                overwrite_target_spacing=spacing,
+                                                overwrite_plans_name=plans_name_for(backbone, preset))
     for c in configurations:
         if c not in plans["configurations"]:
             raise ValueError(f"configuration {c!r} was not planned for {dataset} "

@@ -6,13 +6,10 @@ its own plans and dataset.json (`init_args`), so one file is enough to predict o
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-import numpy as np
 import torch
 
 from ..dataset.raw import label_names
@@ -20,29 +17,11 @@ from ..dataset.raw import label_names
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
 
 
-def _numpy_safe_globals() -> list:
-    """numpy scalar/dtype types that nnU-Net's logger leaves in checkpoints: data, not code."""
-    out = [np.dtype, np.ndarray]
-    core = getattr(np, "_core", None) or getattr(np, "core")
-    out += [core.multiarray.scalar, core.multiarray._reconstruct]
-    out += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    return out
-
-
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict:
-    """`torch.load(weights_only=True)`; a file holding arbitrary pickled objects is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: refused: the checkpoint holds pickled Python objects that are not plain "
-                         f"data or tensors ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    """`torch.load(weights_only=True)` of an nnU-Net-style checkpoint dict; arbitrary pickles are refused."""
+    from ..zoo.checkpoint import load_checkpoint as safe_load
+
+    ckpt = safe_load(path, map_location, allow_numpy=True)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return ckpt

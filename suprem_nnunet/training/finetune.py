@@ -10,8 +10,9 @@ import copy
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,16 +22,39 @@ from ..dataset.raw import ANNOTATED_FILE, atomic_write_json, label_names
 from ..networks.registry import get_backbone
 from .base import SupremTrainer, TrainingBudget, unwrap
 from .checkpoint import TrainedModel, read_trained_model
-from .head_remap import format_mapping, map_head, save_mapping, transfer_weights
+from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class PretrainedSource:
+    """Weights to start from: one of our trained models, or converted released / zoo weights."""
+
+    path: str
+    state_dict: Dict[str, torch.Tensor]
+    backbone: str
+    class_names: Optional[List[str]]  # foreground classes of the head in channel order; None: no usable head
+    model: Optional[TrainedModel] = None  # set for our own models (they carry plans)
+    arch_kwargs: Optional[dict] = None
+
+    @classmethod
+    def from_trained(cls, m: TrainedModel) -> "PretrainedSource":
+        return cls(str(m.path), m.state_dict, m.backbone, m.class_names, m)
+
+    @classmethod
+    def from_weights(cls, w) -> "PretrainedSource":
+        names = list(w.class_names) if w.class_names else None
+        if names and names[0] == "background":
+            names = names[1:]
+        return cls(w.source, w.state_dict, w.backbone, names, None, dict(w.arch_kwargs))
+
+
 class SupremFinetuneTrainer(SupremTrainer):
     """Starts from pre-trained weights (head remapped); optional few-shot subset and frozen encoder."""
 
-    pretrained: Optional[TrainedModel] = None
+    pretrained: Optional[PretrainedSource] = None
     train_cases: Optional[List[str]] = None
     val_cases: Optional[List[str]] = None
     freeze_encoder_epochs: int = 0
@@ -42,10 +66,18 @@ class SupremFinetuneTrainer(SupremTrainer):
 
     def _load_pretrained(self) -> None:
         src = self.pretrained
-        rows = map_head(src.class_names, self.class_names)
+        if src.backbone != self.backbone.name:
+            raise ValueError(f"{src.path}: weights of backbone {src.backbone!r}, but the plans build "
+                             f"{self.backbone.name!r}")
+        if src.class_names is not None:
+            rows = map_head(src.class_names, self.class_names)
+        else:  # released weights whose head is not a plain class conv: every class starts fresh
+            rows = [ChannelMap(0, "background", None, None, "fresh")] + [
+                ChannelMap(i + 1, n, None, None, "novel") for i, n in enumerate(self.class_names)]
         net = unwrap(self.network)
-        sd, stats = transfer_weights(src.state_dict, net.state_dict(), self.backbone.head_keys, rows,
-                                     len(src.class_names) + 1)
+        n_src = len(src.class_names) + 1 if src.class_names is not None else 0
+        sd, stats = transfer_weights(src.state_dict, net.state_dict(), self.backbone.head_keys,
+                                     rows if src.class_names is not None else None, n_src)
         net.load_state_dict(sd)
         table = format_mapping(rows)
         self.print_to_log_file(f"pre-trained weights from {src.path}\n{table}\n{stats}", add_timestamp=False)
@@ -85,9 +117,28 @@ def latest_pretraining(results_root: Optional[Path] = None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def load_pretrained(spec: Optional[str]) -> TrainedModel:
-    """A checkpoint file or model folder; None takes the most recent pre-training run."""
-    return read_trained_model(latest_pretraining() if spec in (None, "", "latest") else spec)
+def load_pretrained(spec: Optional[str]) -> PretrainedSource:
+    """Where fine-tuning starts: None / 'latest' (the most recent pre-training run), a checkpoint
+    file or model folder of ours, a released-layout checkpoint file, or a zoo name (an imported
+    release such as supervised_suprem_unet_2100, or an imported exported model)."""
+    from ..zoo import read_index, resolve_pretrained
+    from ..zoo.store import model_folder
+
+    if spec in (None, "", "latest"):
+        return PretrainedSource.from_trained(read_trained_model(latest_pretraining()))
+    p = Path(spec)
+    if p.is_dir():
+        return PretrainedSource.from_trained(read_trained_model(p))
+    if p.is_file():
+        try:
+            return PretrainedSource.from_trained(read_trained_model(p))
+        except ValueError as e:
+            if "not an nnU-Net" not in str(e):
+                raise
+            return PretrainedSource.from_weights(resolve_pretrained(p))
+    if spec in read_index()["models"]:
+        return PretrainedSource.from_trained(read_trained_model(model_folder(spec)))
+    return PretrainedSource.from_weights(resolve_pretrained(spec))
 
 
 # ---------------------------------------------------------------------------- plans transfer
@@ -156,6 +207,31 @@ def prepare_target(target: str, plans: dict, configuration: str, num_processes: 
     preprocess_dataset(dataset_id, plans["plans_name"], (configuration,), [num_processes])
 
 
+def plan_released_target(src: PretrainedSource, target_json: dict, target: str, configuration: str,
+                         num_processes: int, verify: bool, max_patch: Optional[Sequence[int]] = None) -> str:
+    """Plan and preprocess the target with the backbone's SuPreM-recipe preset (the preprocessing the
+    released weights were trained with) and the weights' own width; returns the plans name."""
+    from ..planning.planner import plan_and_preprocess, plans_name_for
+
+    channels = [c.strip().lower() for c in target_json["channel_names"].values()]
+    if channels != ["ct"]:
+        raise ValueError(f"{target}: channels {list(target_json['channel_names'].values())} but {src.path} "
+                         "was trained on one CT channel; modalities must match")
+    from ..planning.planner import PlanningCaps
+
+    caps = PlanningCaps(max_patch=tuple(max_patch) if max_patch else None)
+    plan_and_preprocess(target, src.backbone, (configuration,), caps, num_processes=num_processes, verify=verify,
+                        preset="suprem", arch_kwargs=src.arch_kwargs)
+    name = plans_name_for(src.backbone, "suprem")
+    plans_file = paths.preprocessed_root() / target / f"{name}.json"
+    plans = json.loads(plans_file.read_text())
+    plans["suprem"]["pretrain"] = {"checkpoint": src.path, "class_names": src.class_names,
+                                   "head_keys": list(get_backbone(src.backbone).head_keys),
+                                   "encoder_keys": list(get_backbone(src.backbone).encoder_keys)}
+    atomic_write_json(plans_file, plans)
+    return name
+
+
 def few_shot_split(case_ids: Sequence[str], n: Optional[int], seed: int = 0) -> Tuple[List[str], List[str]]:
     """Seeded subset of `n` training cases; the rest validate (all of them if none are left)."""
     ids = sorted(case_ids)
@@ -173,14 +249,18 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
              from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
              budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
              freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True,
-             verify: bool = True) -> Path:
+             verify: bool = True, max_patch: Optional[Sequence[int]] = None) -> Path:
     """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder."""
     src = load_pretrained(pretrained)
     target_json = json.loads((paths.raw_root() / target / "dataset.json").read_text())
-    check_compatibility(src, target_json, target, configuration)
     label_names(target_json)  # validates the target's labels
-    plans, plans_name = transfer_plans(src, target)
-    prepare_target(target, plans, configuration, num_processes, verify)
+    if src.model is not None:
+        check_compatibility(src.model, target_json, target, configuration)
+        plans, plans_name = transfer_plans(src.model, target)
+        prepare_target(target, plans, configuration, num_processes, verify)
+    else:
+        plans_name = plan_released_target(src, target_json, target, configuration, num_processes, verify,
+                                          max_patch)
     cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
     trainer = build_trainer(cls, target, plans_name, configuration, "all", device)
     all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
@@ -190,5 +270,5 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
     log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
     return train(trainer, budget, resume=resume, role="scratch" if from_scratch else "finetune",
-                 pretrained=str(src.path), train_cases=trainer.train_cases, seed=seed,
+                 pretrained=src.path, train_cases=trainer.train_cases, seed=seed,
                  freeze_encoder_epochs=freeze_encoder_epochs)

@@ -57,11 +57,12 @@ def _is_head(key: str, head_keys: Sequence[str]) -> bool:
 
 
 def transfer_weights(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
-                     head_keys: Sequence[str], rows: Sequence[ChannelMap],
-                     num_source_channels: int) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
+                     head_keys: Sequence[str], rows: Optional[Sequence[ChannelMap]],
+                     num_source_channels: int = 0) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
     """New state dict for the target network: body from `source`, head remapped by `rows`.
 
     `target` is the freshly initialised target state dict (novel channels keep its values).
+    `rows=None`: the source has no usable class head; the whole head stays fresh.
     Raises ValueError naming the first key whose shape or presence does not fit.
     """
     out: Dict[str, torch.Tensor] = {}
@@ -69,6 +70,11 @@ def transfer_weights(source: Mapping[str, torch.Tensor], target: Mapping[str, to
     src = {k[7:] if k.startswith("module.") and k not in target else k: v for k, v in source.items()}
     for key, fresh in target.items():
         if _is_head(key, head_keys):
+            stats["head_tensors"] += 1
+            if rows is None:
+                out[key] = fresh
+                stats["head_channels_fresh"] = int(fresh.shape[0])
+                continue
             if key not in src:
                 raise ValueError(f"pre-trained weights have no head tensor {key!r}")
             s = src[key]
@@ -80,7 +86,6 @@ def transfer_weights(source: Mapping[str, torch.Tensor], target: Mapping[str, to
                 if r.source_channel is not None:
                     new[r.target_channel] = s[r.source_channel].to(new.dtype)
             out[key] = new
-            stats["head_tensors"] += 1
             continue
         if key not in src:
             raise ValueError(f"pre-trained weights lack {key!r}: the network architectures differ")
@@ -91,6 +96,7 @@ def transfer_weights(source: Mapping[str, torch.Tensor], target: Mapping[str, to
         stats["body_copied"] += 1
     if stats["head_tensors"] == 0:
         raise ValueError(f"no head tensor matches the head keys {list(head_keys)}")
-    stats["head_channels_copied"] = sum(r.source_channel is not None for r in rows)
-    stats["head_channels_fresh"] = sum(r.source_channel is None for r in rows)
+    if rows is not None:
+        stats["head_channels_copied"] = sum(r.source_channel is not None for r in rows)
+        stats["head_channels_fresh"] = sum(r.source_channel is None for r in rows)
     return out, stats

@@ -114,12 +114,12 @@ def export_model(model_dir: PathLike, output_zip: PathLike, fold: str = "all",
     if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
         raise CheckpointError(f"{ckpt_path}: not an nnU-Net training checkpoint (no network_weights)")
     init = ckpt.get("init_args") or {}
+    mirror = ckpt.get("inference_allowed_mirroring_axes")
     slim = {"network_weights": {k: v for k, v in ckpt["network_weights"].items()},
             "trainer_name": str(ckpt.get("trainer_name", info["trainer"])),
             "init_args": {"configuration": str(init.get("configuration", info["configuration"])),
                           "fold": str(fold), "plans": plans, "dataset_json": dataset_json},
-            "inference_allowed_mirroring_axes": (None if ckpt.get("inference_allowed_mirroring_axes") is None
-                                                 else tuple(int(a) for a in ckpt["inference_allowed_mirroring_axes"])),
+            "inference_allowed_mirroring_axes": None if mirror is None else tuple(int(a) for a in mirror),
             "current_epoch": int(ckpt.get("current_epoch", 0))}
     card = model_card(model_dir, plans, dataset_json, fold, slim["current_epoch"], card_extra)
     buf = io.BytesIO()

@@ -3,10 +3,12 @@
 Layouts (``detect_layout``):
 
 * ``universal``      -- SuPreM U-Net / Swin releases and the CLIP-driven Universal Model:
-  ``module.organ_embedding``, ``module.backbone.<adapter keys>``, ``module.{precls_conv,GAP,controller,text_to_vision}``
+  ``module.organ_embedding``, ``module.backbone.<adapter keys>``,
+  ``module.{precls_conv,GAP,controller,text_to_vision}``
 * ``segresnet``      -- SuPreM SegResNet: ``module.<MONAI SegResNet keys>``, head ``conv_final.2.conv``
 * ``models_genesis`` -- Models Genesis UNet3D: ``module.down_tr64...``, ``module.out_tr.final_conv``
-* ``swin_ssl``       -- Tang et al. self-supervised Swin: ``module.patch_embed``, ``module.layersN``, ``mlp.fc1/fc2``
+* ``swin_ssl``       -- Tang et al. self-supervised Swin: ``module.patch_embed``, ``module.layersN``,
+  ``mlp.fc1/fc2``
 * ``ours``           -- our adapters' own names (exported models, nnU-Net ``network_weights``)
 
 Loading matches by name with shape checks and reports loaded / missing / unexpected / mismatched
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn

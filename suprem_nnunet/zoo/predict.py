@@ -146,10 +146,10 @@ def predict_released(model: Union[nn.Module, PathLike], input_file: PathLike, ou
         raise ValueError(f"{src}: cannot read image ({str(e).strip().splitlines()[-1]})") from None
     volume, grid = preprocess_ct(image, preset)
     model = model.to(device).eval()
-    masks = predict_masks(model, volume, names, roi_size or preset.get("patch_size", (96, 96, 96)),
-                          overlap if overlap is not None else di.get("overlap", 0.75),
-                          threshold if threshold is not None else di.get("threshold", 0.5),
-                          sw_batch_size, di.get("mode", "gaussian"), keep_largest, device)
+    overlap = di.get("overlap", 0.75) if overlap is None else overlap
+    threshold = di.get("threshold", 0.5) if threshold is None else threshold
+    masks = predict_masks(model, volume, names, roi_size or preset.get("patch_size", (96, 96, 96)), overlap,
+                          threshold, sw_batch_size, di.get("mode", "gaussian"), keep_largest, device)
     labels, mapping = compose_label_map(masks, names)
     lab_img = sitk.GetImageFromArray(np.ascontiguousarray(labels.transpose(2, 1, 0)))
     lab_img.CopyInformation(grid)
@@ -158,11 +158,9 @@ def predict_released(model: Union[nn.Module, PathLike], input_file: PathLike, ou
     out.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(out_img, str(out), True)
     sidecar = out.with_name(out.name.split(".")[0] + ".json")
+    protocol = {"overlap": overlap, "threshold": threshold, "largest_component": keep_largest,
+                "spacing": preset["spacing"], "clip": preset["intensity"]["clip"]}
     sidecar.write_text(json.dumps({"labels": mapping, "source_model": getattr(model, "source", None),
-                                   "protocol": {"overlap": overlap if overlap is not None else di.get("overlap", 0.75),
-                                                "threshold": threshold if threshold is not None else di.get("threshold", 0.5),
-                                                "largest_component": keep_largest,
-                                                "spacing": preset["spacing"],
-                                                "clip": preset["intensity"]["clip"]}}, indent=1))
+                                   "protocol": protocol}, indent=1))
     log.info("%s -> %s (%d classes)", src, out, len(names))
     return mapping

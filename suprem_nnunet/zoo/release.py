@@ -146,7 +146,7 @@ def load_released(name_or_path: PathLike, map_location: Union[str, torch.device]
     load_matching(model, source, str(path), require_prefixes=("",))
     names = list(entry.classes) if entry is not None and entry.classes and len(entry.classes) == k else None
     if names is None and layout == "universal" and k == len(universal_template_classes()):
-        names = list(universal_template_classes())  # every known universal release uses the 32-class template
+        names = list(universal_template_classes())  # all known universal releases use the template
     model.class_names = names or [f"class_{i + 1}" for i in range(k)]
     model.class_names_known = names is not None
     model.output_activation = "softmax" if layout == "ours" else "sigmoid"
