@@ -22,6 +22,18 @@ def real_data(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks on two cores: intra-op threading costs more than it gains (and thrashes when
+    another process shares the cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def nnunet_env(tmp_path, monkeypatch):
     """nnUNet_raw / _preprocessed / _results under a temporary folder for this test."""

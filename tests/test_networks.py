@@ -14,13 +14,7 @@ from suprem_nnunet.networks.unet3d import SuPreMUNet3D
 NEW = ("unet", "segresnet", "swinunetr")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: intra-op threading costs 10x more than it gains on these tiny nets."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def n_params(model: nn.Module, exclude=()) -> int:

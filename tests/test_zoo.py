@@ -25,12 +25,7 @@ from suprem_nnunet.zoo.store import ZooError, import_checkpoint, read_index, sha
 LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

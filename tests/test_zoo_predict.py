@@ -15,12 +15,7 @@ from suprem_nnunet.zoo.release import load_released
 from suprem_nnunet.zoo.layouts import release_like_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def hu_to_unit(hu: float) -> float:

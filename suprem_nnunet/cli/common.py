@@ -18,31 +18,27 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def int_triple(text: str) -> List[int]:
-    """'64' -> [64, 64, 64]; '32,64,64' -> [32, 64, 64]."""
+def _triple(text: str, cast, what: str) -> list:
     parts = [p for p in text.replace("x", ",").split(",") if p]
     try:
-        vals = [int(p) for p in parts]
+        vals = [cast(p) for p in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected one or three integers, got {text!r}") from None
-    if len(vals) == 1:
-        vals *= 3
-    if len(vals) != 3 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected one or three positive integers, got {text!r}")
-    return vals
-
-
-def float_triple(text: str) -> List[float]:
-    parts = [p for p in text.replace("x", ",").split(",") if p]
-    try:
-        vals = [float(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected one or three numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected one or three {what}, got {text!r}") from None
     if len(vals) == 1:
         vals *= 3
     if len(vals) != 3 or min(vals) <= 0:
-        raise argparse.ArgumentTypeError(f"expected one or three positive numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected one or three positive {what}, got {text!r}")
     return vals
+
+
+def int_triple(text: str) -> List[int]:
+    """'64' -> [64, 64, 64]; '32,64,64' or '32x64x64' -> [32, 64, 64]."""
+    return _triple(text, int, "integers")
+
+
+def float_triple(text: str) -> List[float]:
+    """'1.5' -> [1.5, 1.5, 1.5]; '0.8,0.8,2.5' -> [0.8, 0.8, 2.5]."""
+    return _triple(text, float, "numbers")
 
 
 def positive_int(text: str) -> int:

@@ -14,6 +14,8 @@ def add_budget_args(p) -> None:
     g.add_argument("--iterations-per-epoch", type=positive_int, default=None, help="(nnU-Net: 250)")
     g.add_argument("--val-iterations", type=int, default=None, help="validation iterations per epoch (nnU-Net: 50)")
     g.add_argument("--lr", type=float, default=None, help="initial learning rate (nnU-Net: 1e-2)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], default=None,
+                   help="sgd: nnU-Net's SGD with momentum 0.99 (default); adamw: SuPreM's optimiser")
     g.add_argument("--save-every", type=positive_int, default=None, help="write checkpoint_latest every N epochs")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     g.add_argument("--no-resume", action="store_true", help="start over instead of resuming a previous run")
@@ -23,7 +25,8 @@ def add_budget_args(p) -> None:
 def budget_from(args):
     from ..training.base import TrainingBudget
 
-    return TrainingBudget(args.epochs, args.iterations_per_epoch, args.val_iterations, args.lr, args.save_every)
+    return TrainingBudget(args.epochs, args.iterations_per_epoch, args.val_iterations, args.lr, args.save_every,
+                          args.optimizer)
 
 
 def build_parser():

@@ -34,6 +34,10 @@ class TrainingBudget:
     val_iterations: Optional[int] = None
     initial_lr: Optional[float] = None
     save_every: Optional[int] = None
+    optimizer: Optional[str] = None  # "sgd" (nnU-Net: SGD, Nesterov momentum 0.99) or "adamw" (SuPreM's recipe)
+
+
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -50,6 +54,7 @@ class SupremTrainer(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.backbone = get_backbone(self.plans_manager.plans.get("suprem", {}).get("backbone", "nnunet"))
         self.enable_deep_supervision = self.backbone.deep_supervision
+        self.optimizer_name = "sgd"
         self.partial_loss: Optional[PartialLabelDiceCELoss] = None
         self.annotated_channels: Dict[str, List[int]] = {}
 
@@ -65,6 +70,20 @@ class SupremTrainer(nnUNetTrainer):
             self.initial_lr = float(budget.initial_lr)
         if budget.save_every is not None:
             self.save_every = int(budget.save_every)
+        if budget.optimizer is not None:
+            if budget.optimizer not in OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {budget.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+            self.optimizer_name = budget.optimizer
+
+    def configure_optimizers(self):
+        """nnU-Net's SGD + poly schedule, or AdamW + the same poly schedule (SuPreM trains with AdamW;
+        it also converges in far fewer iterations, which suits CPU budgets)."""
+        if self.optimizer_name == "sgd":
+            return super().configure_optimizers()
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+        opt = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
+        return opt, PolyLRScheduler(opt, self.initial_lr, self.num_epochs)
 
     @property
     def class_names(self) -> List[str]:
@@ -159,7 +178,7 @@ class SupremTrainer(nnUNetTrainer):
              "dataset": self.plans_manager.dataset_name, "plans": self.plans_manager.plans_name,
              "configuration": self.configuration_name, "fold": self.fold, "device": str(self.device),
              "epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
-             "initial_lr": self.initial_lr, "class_names": self.class_names, **info}
+             "initial_lr": self.initial_lr, "optimizer": self.optimizer_name, "class_names": self.class_names, **info}
         Path(self.output_folder).mkdir(parents=True, exist_ok=True)
         (Path(self.output_folder) / "run_info.json").write_text(json.dumps(d, indent=2) + "\n")
 
