@@ -36,7 +36,7 @@ class DemoConfig:
     max_patch: Tuple[int, int, int] = (32, 32, 32)
     base_features: int = 8
     max_features: int = 64
-    pretrain_epochs: int = 10
+    pretrain_epochs: int = 16
     finetune_epochs: int = 6
     iterations_per_epoch: int = 40
     optimizer: str = "adamw"  # converges in the few hundred iterations a CPU demo can afford

@@ -12,7 +12,7 @@ def test_release_finetunes_and_predicts_by_zoo_name(tmp_path):
     env = {"nnUNet_raw": tmp_path / "raw", "nnUNet_preprocessed": tmp_path / "pre",
            "nnUNet_results": tmp_path / "res", "SUPREM_ZOO": tmp_path / "zoo", "nnUNet_n_proc_DA": "0"}
     ckpt = tmp_path / "supervised_suprem_unet_2100.pth"
-    torch.save(release_like_checkpoint("unet", base_features=4), ckpt)
+    torch.save(release_like_checkpoint("unet"), ckpt)
     run_cli("zoo", "import", ckpt, "--name", "supervised_suprem_unet_2100", env=env)
     run_cli("synth", "-d", 31, "-n", "Zt", "--classes", "liver,spleen,iliopsoas_left", "--num-train", 2,
             "--num-test", 1, "--size", 24, "--spacing", 3, env=env)

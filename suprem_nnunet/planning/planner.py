@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
+from .. import paths
 from ..networks.registry import get_backbone
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,18 @@ class SupremPlannerMixin:
             plans["suprem"]["recipe"] = {k: self.preset[k] for k in ("orientation", "spacing", "intensity",
                                                                        "patch_size", "sliding_window")
                                          if k in self.preset}
-        self.save_plans(plans)
+        self._write_plans(plans)
         return plans
+
+    def _write_plans(self, plans: dict) -> None:
+        """Write the final plans as they are (nnU-Net's save_plans would merge the configurations
+        of the file it wrote a moment ago back in, e.g. the 2d one a 3D-only backbone dropped)."""
+        from nnunetv2.utilities.json_export import recursive_fix_for_json_export
+
+        from ..dataset.raw import atomic_write_json
+
+        recursive_fix_for_json_export(plans)
+        atomic_write_json(paths.preprocessed_root() / self.dataset_name / f"{self.plans_identifier}.json", plans)
 
 
 def plans_name_for(backbone: str, preset: Optional[str] = None) -> str:
