@@ -82,7 +82,7 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     t = time.time()
     caps = PlanningCaps(cfg.max_patch, cfg.base_features, cfg.max_features, 2)
-    plan_and_preprocess(pre.name, "nnunet", ("3d_fullres",), caps, num_processes=2, verify=False)
+    plan_and_preprocess(pre.name, "nnunet", ("3d_fullres",), caps, num_processes=2, verify=False, clean=True)
     _stage(cfg, "plan + preprocess", t)
 
     t = time.time()

@@ -22,6 +22,7 @@ def build_parser():
     p.add_argument("--base-features", type=positive_int, default=None, help="features of the first stage")
     p.add_argument("--max-features", type=positive_int, default=None, help="cap of features per stage")
     p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch size")
+    p.add_argument("--clean", action="store_true", help="extract the fingerprint again even if one exists")
     p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check")
     return p
 
@@ -34,7 +35,8 @@ def _main(args) -> int:
     caps = PlanningCaps(tuple(args.max_patch) if args.max_patch else None, args.base_features,
                         args.max_features, args.batch_size)
     plans = plan_and_preprocess(dataset, args.backbone, args.configurations, caps, args.num_processes,
-                                args.gpu_memory_gb, verify=not args.no_verify, preset=args.preset)
+                                args.gpu_memory_gb, verify=not args.no_verify, preset=args.preset,
+                                clean=args.clean)
     for c in args.configurations:
         cfg = plans["configurations"][c]
         arch = cfg["architecture"]["arch_kwargs"]

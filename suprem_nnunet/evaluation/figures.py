@@ -16,10 +16,22 @@ def _plt():
     return plt
 
 
+def _default_style():
+    """Matplotlib's default style, whatever a library set globally before (nnU-Net's progress plot
+    calls seaborn.set(font_scale=2.5), which would otherwise leak into our figures)."""
+    import matplotlib
+
+    return matplotlib.rc_context(matplotlib.rcParamsDefault)
+
+
 def score_bars(scores: Mapping[str, Mapping[str, float]], path: Path, metric: str = "DSC",
                title: str = "", novel: Sequence[str] = ()) -> None:
     """Grouped bars: {arm: {class: score}}; classes in `novel` are marked with '*'."""
-    plt = _plt()
+    with _default_style():
+        _score_bars(_plt(), scores, path, metric, title, novel)
+
+
+def _score_bars(plt, scores, path, metric, title, novel) -> None:
     arms = list(scores)
     classes = list(next(iter(scores.values())))
     x = np.arange(len(classes))
@@ -44,7 +56,11 @@ def label_slices(ct: np.ndarray, segs: Dict[str, np.ndarray], class_names: List[
                  z: Optional[int] = None, window=(-160, 240)) -> int:
     """Axial slice `z` (default: the one with most labelled voxels in the first seg) of `ct` with
     each label map in `segs` overlaid side by side. Arrays are (z, y, x). Returns the slice index."""
-    plt = _plt()
+    with _default_style():
+        return _label_slices(_plt(), ct, segs, class_names, path, z, window)
+
+
+def _label_slices(plt, ct, segs, class_names, path, z, window) -> int:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 

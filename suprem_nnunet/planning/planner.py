@@ -207,11 +207,12 @@ def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
 def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: Sequence[str] = ("3d_fullres",),
                         caps: PlanningCaps = PlanningCaps(), num_processes: int = 2,
                         gpu_memory_gb: float = 24.0, verify: bool = True, preset: Optional[str] = None,
-                        arch_kwargs: Optional[dict] = None) -> dict:
+                        arch_kwargs: Optional[dict] = None, clean: bool = False) -> dict:
     """Fingerprint `dataset` (full name), plan for `backbone` and preprocess `configurations`.
 
     `preset='suprem'` takes spacing, patch and intensity handling from the backbone's SuPreM-recipe
     preset in `plans/` (the preprocessing of the released checkpoints) instead of the fingerprint.
+    An existing fingerprint is reused (planning another backbone needs no new one) unless `clean`.
 
     Returns the plans dict. Needs the nnU-Net folder env vars (see `paths.setup_environment`).
     """
@@ -221,7 +222,7 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
 
     dataset_id = convert_dataset_name_to_id(dataset)
     extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
-                                clean=True, verbose=False)
+                                clean=clean, verbose=False)
     recipe, spacing = None, None
     if preset is not None:
         if preset != "suprem":
