@@ -78,7 +78,7 @@ def _label_slices(plt, ct, segs, class_names, path, z, window) -> int:
         ax.axis("off")
     handles = [Patch(color=cmap(i), label=n) for i, n in enumerate(class_names)]
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(class_names)), fontsize=8)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return z
