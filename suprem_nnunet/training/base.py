@@ -16,7 +16,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from .. import paths
-from ..dataset.raw import ANNOTATED_FILE, read_annotated_classes
+from ..dataset.raw import ANNOTATED_FILE, label_names, read_annotated_classes
 from ..labels import canonical
 from ..networks.registry import get_backbone
 from .checkpoint import load_checkpoint
@@ -87,7 +87,7 @@ class SupremTrainer(nnUNetTrainer):
 
     @property
     def class_names(self) -> List[str]:
-        return [n for n, _ in sorted(self.dataset_json["labels"].items(), key=lambda kv: int(kv[1])) if int(_) != 0]
+        return label_names(self.dataset_json)
 
     # ------------------------------------------------------------------ loss with partial labels
     def _build_loss(self):
