@@ -54,6 +54,10 @@ class Converter:
     key: str = ""  # registry key; also the source tag of every converted case
     prefix: str = ""  # case id prefix
     annotation: str = "full"  # 'full': every source class annotated; 'present': classes in the file
+    #: Positive-only classes: their labelled voxels are right, but the source marks only some of
+    #: them (FLARE23 lesions), so they are never 'annotated' and background is not negative for them.
+    partial_classes: Tuple[str, ...] = ()
+    partial_note: str = ""  # why, for the conversion report
     option_names: Tuple[str, ...] = ()
 
     def __init__(self, options: Optional[Mapping[str, Any]] = None) -> None:
@@ -99,9 +103,9 @@ class Converter:
 
     def annotated(self, case: SourceCase, src: np.ndarray, out: np.ndarray) -> List[str]:
         if self.annotation == "full":
-            return list(self.classes)
+            return [c for c in self.classes if c not in self.partial_classes]
         present = np.flatnonzero(np.bincount(out.ravel(), minlength=len(self.classes) + 1))
-        return [self.classes[i - 1] for i in present if i > 0]
+        return [self.classes[i - 1] for i in present if i > 0 and self.classes[i - 1] not in self.partial_classes]
 
     def load(self, case: SourceCase) -> LoadedCase:
         image = self.load_image(case)

@@ -55,8 +55,9 @@ SOURCES: Dict[str, SourceInfo] = {s.key: s for s in (
     _S("flare22", "flare", "FLARE22Converter", "FLARE22 (labelled training cases)",
        "images|imagesTr/<name>_0000.nii.gz + labels|labelsTr/<name>.nii.gz", 617, "FLARE22",
        "https://flare22.grand-challenge.org"),
-    _S("flare23", "flare", "FLARE23Converter", "FLARE23 (partially labelled per case)",
-       "images|imagesTr/<name>_0000.nii.gz + labels|labelsTr/<name>.nii.gz", 618, "FLARE23",
+    _S("flare23", "flare", "FLARE23Converter", "FLARE23 (partially labelled per case; lesions positive-only)",
+       "imagesTr2200|images|imagesTr/FLARE23_NNNN_0000.nii.gz + labelsTr2200|labels|labelsTr/FLARE23_NNNN.nii.gz, "
+       "unlabeledTr1800/FLARE23_NNNN[_0000].nii.gz", 618, "FLARE23",
        "https://codalab.lisn.upsaclay.fr/competitions/12239"),
     _S("ctorg", "ctorg", "CTORGConverter", "CT-ORG (TCIA)",
        "[OrganSegmentations/]volume-N.nii.gz + labels-N.nii.gz", 619, "CTORG",

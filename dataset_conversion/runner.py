@@ -113,6 +113,16 @@ def label_image(arr: np.ndarray, like: sitk.Image) -> sitk.Image:
     return lab
 
 
+def check_annotated(label_file: Any, record: Mapping[str, Any]) -> None:
+    """Raise unless every class present in a case's label map is annotated for it or declared
+    partial (positive-only) by its source: a present class can never be 'unknown'."""
+    allowed = set(record.get("annotated", ())) | set(record.get("partial", ()))
+    missing = [c for c in record.get("classes_present", ()) if c not in allowed]
+    if missing:
+        raise ConversionError(f"{label_file}: class {missing[0]!r} is present in the label map of case "
+                              f"{record['case']} but not among its annotated classes")
+
+
 def _convert_one(key: str, options: Dict, case: SourceCase, folder: str) -> Tuple[str, Any]:
     """Worker: read, map and write one case. Returns ('ok', record) or ('bad', (file, problem))."""
     from .registry import create
@@ -129,7 +139,8 @@ def _convert_one(key: str, options: Dict, case: SourceCase, folder: str) -> Tupl
         present = [conv.classes[i - 1] for i in ids if i > 0]
     record = {"case": case.case_id, "source": key, "source_id": case.source_id, "split": case.split,
               "labelled": labelled, "classes_present": present, "annotated": loaded.annotated,
-              "image_sha1": image_digest(loaded.image)}
+              "partial": list(conv.partial_classes) if labelled else [], "image_sha1": image_digest(loaded.image)}
+    check_annotated(case.label, record)
     CaseWriter(Path(folder)).write(record, loaded.image,
                                    label_image(loaded.label, loaded.image) if labelled else None)
     return "ok", record
@@ -180,7 +191,8 @@ def convert(source: str, input_dir: Path, dataset_id: int, name: Optional[str] =
     folder = Path(raw_root or paths.raw_root()) / dataset_name(dataset_id, name or info.default_name)
     writer = CaseWriter(folder)
     writer.prepare({"source": source, "options": conv.options, "classes": conv.classes})
-    report = Report(source, folder.name, list(conv.classes))
+    report = Report(source, folder.name, list(conv.classes), partial_classes=list(conv.partial_classes),
+                    partial_note=conv.partial_note)
 
     records: Dict[str, Dict] = {}
     tasks = []
@@ -222,6 +234,9 @@ def finish_dataset(folder: Path, report: Report, **extra) -> None:
     if any(not r["labelled"] for r in report.cases):
         (folder / "imagesTs").mkdir(exist_ok=True)
     write_annotated_classes(folder, {r["case"]: r["annotated"] for r in labelled})
+    partial = {r["case"]: r["partial"] for r in labelled if r.get("partial")}
+    if partial:
+        extra["partial_classes"] = partial
     write_dataset_json(
         folder, report.classes, len(labelled), name=folder.name.split("_", 1)[1], source=report.source,
         tumor_hosts=tumor_hosts(report.classes), tumor_host_classes=tumor_host_classes(report.classes),

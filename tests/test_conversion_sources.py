@@ -190,7 +190,9 @@ def test_flare23_partial_labels_per_case(tmp_path):
     from scipy import ndimage
     in_right = (ndimage.binary_dilation(m["kidney_tumor"]) & m["kidney_right"]).any()
     kidney_lesion = "kidney_tumor" if in_right else "tumor"  # in the unlabelled left kidney: host unknown
-    assert ann["flare23_0001"] == sorted({"liver", "kidney_right", "liver_tumor", kidney_lesion})
+    # lesions are partial (positive-only): present in the label map, never listed as annotated
+    assert ann["flare23_0001"] == ["kidney_right", "liver"]
+    assert set(dj["partial_classes"]["flare23_0001"]) == {"liver_tumor", "kidney_tumor", "pancreas_tumor", "tumor"}
     lab, _ = read_label(folder, "flare23_0001")
     ids = dj["labels"]
     # each lesion became the tumour class of the organ around it (kidney_left is unlabelled in

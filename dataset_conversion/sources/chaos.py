@@ -1,6 +1,6 @@
 """CHAOS, CT part: [CHAOS_]Train_Sets/CT/<id>/DICOM_anon/*.dcm + Ground/liver_GT_NNN.png.
 
-PNG masks hold the liver as 255. The i-th PNG (natural file-name order) belongs to the i-th
+PNG masks hold the liver as 1-bit (PIL mode "1", read as bool), 8-bit 0/255 or 8-bit 0/1. The i-th PNG (natural file-name order) belongs to the i-th
 DICOM file (natural file-name order, as the dataset names them: i0000,0000b.dcm ...
 liver_GT_000.png ...); its rows and columns are the DICOM rows and columns. Slices are then
 ordered by position with their masks. Test_Sets cases (no Ground) are written unlabelled.
@@ -18,6 +18,18 @@ from ..errors import BadInputError
 from ..imageio import dicom_files, dicom_order, natural_key, read_dicom_series, read_png
 
 LIVER_VALUE = 255
+
+
+def liver_mask(m: np.ndarray, path: Path) -> np.ndarray:
+    """The liver of one PNG mask: 1-bit (bool), 8-bit 0/255 or 8-bit 0/1."""
+    if m.dtype == bool:
+        return m
+    values = set(np.unique(m).tolist())
+    for liver in (LIVER_VALUE, 1):
+        if values <= {0, liver}:
+            return m == liver
+    bad = sorted(values - {0, LIVER_VALUE}) if LIVER_VALUE in values else sorted(values - {0, 1})
+    raise BadInputError(path, f"mask values {bad} are not defined (CHAOS CT: 1-bit, or 8-bit 0/255 or 0/1)")
 
 
 class CHAOSConverter(Converter):
@@ -55,10 +67,7 @@ class CHAOSConverter(Converter):
             if m.shape != arr.shape[1:]:
                 raise BadInputError(mask_of[f], f"mask is {m.shape[1]}x{m.shape[0]}, slice is "
                                                 f"{arr.shape[2]}x{arr.shape[1]}")
-            bad = set(np.unique(m).tolist()) - {0, LIVER_VALUE}
-            if bad:
-                raise BadInputError(mask_of[f], f"mask values {sorted(bad)} are not defined (CHAOS CT: 0, 255)")
-            arr[z] = m == LIVER_VALUE
+            arr[z] = liver_mask(m, mask_of[f])
         lab = sitk.GetImageFromArray(arr)
         lab.CopyInformation(image)
         return lab
