@@ -6,35 +6,101 @@ import io
 import json
 import logging
 import math
-import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset.raw import atomic_write_bytes, atomic_write_json, label_names
-from ..inference.predict import IMAGE_ENDINGS, case_name
+from ..dataset.raw import atomic_write_bytes, atomic_write_json, read_annotated_classes
+from ..inference.predict import IMAGE_ENDINGS, cases_by_stem
+from ..labels import ATLAS_IDS, canonical
+from .class_matching import format_mapping, match_classes
 from .metrics import dice, normalized_surface_dice
 
 log = logging.getLogger(__name__)
+PathLike = Union[str, Path]
+OUTPUT_JSON = ("dataset.json", "metrics.json", "class_mapping.json")
 
 
 def _images(folder: Path) -> Dict[str, Path]:
+    """{full file stem: file} of a label or prediction folder (no channel suffix is stripped)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    return {case_name(f): f for f in sorted(folder.iterdir())
-            if f.is_file() and f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")}
+    return cases_by_stem([f for f in sorted(folder.iterdir())
+                          if f.is_file() and f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")])
 
 
-def find_labels(pred_dir: Path, gt_dir: Path, dataset_json: Optional[Path]) -> Dict[str, int]:
-    """{class name: label id} from an explicit dataset.json, the prediction folder's, or the GT's parent."""
-    for cand in (dataset_json, pred_dir / "dataset.json", gt_dir.parent / "dataset.json", gt_dir / "dataset.json"):
-        if cand is not None and Path(cand).is_file():
-            dj = json.loads(Path(cand).read_text())
-            return {n: i + 1 for i, n in enumerate(label_names(dj))}
-    raise FileNotFoundError(f"no dataset.json naming the labels in {pred_dir} or next to {gt_dir}; "
-                            "pass --dataset-json")
+def read_label_map(path: PathLike) -> Dict[str, int]:
+    """{class name: label id} from a dataset.json, a prediction sidecar ({"labels": {...}}) or a flat
+    {name: id} JSON file; background (id 0) left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such label map file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    labels = data.get("labels", data) if isinstance(data, dict) else None
+    if not isinstance(labels, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                               for v in labels.values()):
+        raise ValueError(f"{path}: expected {{\"labels\": {{class name: integer id}}}} "
+                         "(region labels are not supported)")
+    return {str(k): int(v) for k, v in labels.items() if int(v) != 0}
+
+
+def _sidecar_labels(pred_dir: Path, cases) -> Optional[Tuple[Dict[str, int], str]]:
+    """The label map of released-model predictions (`<case>.json` sidecars, all identical), or None."""
+    found: Optional[Tuple[Dict[str, int], Path]] = None
+    for case in sorted(cases):
+        f = pred_dir / f"{case}.json"
+        if not f.is_file():
+            continue
+        labels = read_label_map(f)
+        if found is None:
+            found = (labels, f)
+        elif labels != found[0]:
+            raise ValueError(f"{f}: label map differs from {found[1]} (one map per prediction folder)")
+    return (found[0], f"{found[1]} (released-model sidecars)") if found else None
+
+
+def model_label_map(pred_dir: Path, cases=(), pred_labels: Optional[Union[PathLike, Mapping[str, int]]] = None
+                    ) -> Tuple[Dict[str, int], str]:
+    """({class name: id} of the predictions, where it came from): `pred_labels` (a mapping or a file),
+    else the prediction folder's dataset.json (written by suprem_predict), else the released-model
+    sidecars, else AbdomenAtlas 1.1 ids (logged)."""
+    if isinstance(pred_labels, Mapping):
+        return dict(pred_labels), "given"
+    if pred_labels is not None:
+        return read_label_map(pred_labels), str(pred_labels)
+    if (pred_dir / "dataset.json").is_file():
+        return read_label_map(pred_dir / "dataset.json"), str(pred_dir / "dataset.json")
+    side = _sidecar_labels(pred_dir, cases)
+    if side is not None:
+        return side
+    log.warning("%s: no dataset.json or label sidecar; assuming AbdomenAtlas 1.1 label ids (pass --pred-labels "
+                "to name them)", pred_dir)
+    return dict(ATLAS_IDS), "assumed AbdomenAtlas 1.1 ids"
+
+
+def gt_label_map(gt_dir: Path, gt_dataset_json: Optional[PathLike] = None) -> Optional[Tuple[Dict[str, int], str]]:
+    """({class name: id} of the ground truth, source): `gt_dataset_json`, else dataset.json in the GT
+    folder's parent or the GT folder; None when there is none."""
+    if gt_dataset_json is not None:
+        return read_label_map(gt_dataset_json), str(gt_dataset_json)
+    for cand in (gt_dir.parent / "dataset.json", gt_dir / "dataset.json"):
+        if cand.is_file():
+            return read_label_map(cand), str(cand)
+    return None
+
+
+def _annotated(gt_dir: Path) -> Optional[Dict[str, set]]:
+    """{case: canonical classes annotated} from annotated_classes.json next to the GT (partial labels)."""
+    for folder in (gt_dir.parent, gt_dir):
+        ann = read_annotated_classes(folder)
+        if ann is not None:
+            return {case: {canonical(n) for n in names} for case, names in ann.items()}
+    return None
 
 
 def _read(path: Path):
@@ -54,40 +120,82 @@ def _stats(values: List[float]) -> Dict[str, float]:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
 
 
-def evaluate_folders(pred_dir: Union[str, Path], gt_dir: Union[str, Path], out_dir: Optional[Union[str, Path]] = None,
-                     labels: Optional[Mapping[str, int]] = None, tolerance_mm: float = 2.0,
-                     dataset_json: Optional[Union[str, Path]] = None) -> Dict:
-    """DSC and NSD for every GT case and class; writes `metrics.csv` and `metrics.json` to `out_dir`.
+def _check_geometry(pred_file: Path, pimg, gt_file: Path, gimg) -> None:
+    """ValueError unless both images share size, spacing, origin and direction."""
+    checks = (("size", pimg.GetSize(), gimg.GetSize(), 0), ("spacing", pimg.GetSpacing(), gimg.GetSpacing(), 1e-4),
+              ("origin", pimg.GetOrigin(), gimg.GetOrigin(), 1e-3),
+              ("direction", pimg.GetDirection(), gimg.GetDirection(), 1e-4))
+    for what, a, b, tol in checks:
+        if len(a) != len(b) or not np.allclose(a, b, atol=tol, rtol=0):
+            fmt = (lambda v: tuple(round(float(x), 4) for x in v))
+            raise ValueError(f"{pred_file}: {what} {fmt(a)} does not match the ground truth {gt_file} ({fmt(b)})")
 
-    Every GT case needs a prediction with the same grid (shape, spacing, origin). Returns
-    {'per_case': [...], 'summary': {class: {'dsc': {mean, sd, n}, 'nsd': {...}}}, ...}.
+
+def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[PathLike] = None,
+                     labels: Optional[Mapping[str, int]] = None, tolerance_mm: float = 2.0,
+                     dataset_json: Optional[PathLike] = None, *,
+                     pred_labels: Optional[Union[PathLike, Mapping[str, int]]] = None,
+                     gt_dataset_json: Optional[PathLike] = None) -> Dict:
+    """DSC and NSD for every GT case and every GT class the model predicts (matched by name);
+    writes `metrics.csv`, `metrics.json` and `class_mapping.json` to `out_dir`.
+
+    Label maps: the model's from `pred_labels` / the prediction folder (see `model_label_map`), the
+    GT's from `gt_dataset_json` / next to the GT folder (see `gt_label_map`; without one the GT is
+    taken to use the model's ids). `labels` ({name: id}) or `dataset_json` name both at once.
+    Classes are matched by `class_matching.match_classes`; GT classes the model cannot predict are
+    listed under 'not_predicted', not scored. With annotated_classes.json next to the GT, a (case,
+    class) pair the case does not annotate is skipped. Every GT case needs a prediction on the same
+    grid (size, spacing, origin, direction). Returns {'per_case': [...], 'summary': {class: {'dsc':
+    {mean, sd, n}, 'nsd': {...}}}, 'mean': ..., 'class_mapping': ..., ...}; NaN scores (both masks
+    empty) are left out of means and counts.
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    labels = dict(labels or find_labels(pred_dir, gt_dir, Path(dataset_json) if dataset_json else None))
     preds, gts = _images(pred_dir), _images(gt_dir)
     if not gts:
         raise FileNotFoundError(f"{gt_dir}: no ground-truth images")
     missing = sorted(set(gts) - set(preds))
     if missing:
         raise FileNotFoundError(f"{pred_dir}: no prediction for {len(missing)} case(s): {', '.join(missing[:5])}")
+    both = labels if labels is not None else (read_label_map(dataset_json) if dataset_json else None)
+    model_labels, model_src = model_label_map(pred_dir, gts, pred_labels if pred_labels is not None else both)
+    if gt_dataset_json is None and both is not None:
+        found: Optional[Tuple[Dict[str, int], str]] = (dict(both), "given")
+    else:
+        found = gt_label_map(gt_dir, gt_dataset_json)
+    if found is None:
+        log.warning("%s: no dataset.json next to the ground truth; assuming it uses the model's label ids", gt_dir)
+        found = (dict(model_labels), "the model's label map (no GT dataset.json)")
+    gt_labels, gt_src = found
+    mapping = match_classes(model_labels, gt_labels)
+    mapping_json = {"model_labels": model_src, "gt_labels": gt_src, **mapping.to_json()}
+    log.debug("%s", format_mapping(mapping_json))
+    if not mapping.scored:
+        raise ValueError(f"{gt_dir}: none of the ground-truth classes ({', '.join(mapping.not_predicted)}) is "
+                         f"predicted by the model ({', '.join(model_labels)}, from {model_src})")
+    annotated = _annotated(gt_dir)
     rows: List[Dict] = []
+    skipped = 0
     for case in tqdm(sorted(gts), desc="evaluating"):
         p, pimg = _read(preds[case])
         g, gimg = _read(gts[case])
-        if p.shape != g.shape or not np.allclose(pimg.GetSpacing(), gimg.GetSpacing(), atol=1e-4) \
-                or not np.allclose(pimg.GetOrigin(), gimg.GetOrigin(), atol=1e-3):
-            raise ValueError(f"{preds[case]}: geometry {p.shape[::-1]} @ {pimg.GetSpacing()} does not match the "
-                             f"ground truth {gts[case]} ({g.shape[::-1]} @ {gimg.GetSpacing()})")
+        _check_geometry(preds[case], pimg, gts[case], gimg)
         spacing = gimg.GetSpacing()[::-1]
-        for name, lid in labels.items():
-            pm, gm = p == lid, g == lid
-            rows.append({"case": case, "class": name, "dsc": dice(pm, gm),
+        for m in mapping.scored:
+            if annotated is not None and case in annotated and m.gt_class not in annotated[case]:
+                skipped += 1
+                continue
+            pm, gm = np.isin(p, m.pred_ids), np.isin(g, m.gt_ids)
+            rows.append({"case": case, "class": m.gt_class, "dsc": dice(pm, gm),
                          "nsd": normalized_surface_dice(pm, gm, spacing, tolerance_mm),
                          "gt_voxels": int(gm.sum()), "pred_voxels": int(pm.sum())})
+    names = [m.gt_class for m in mapping.scored]
     summary = {name: {m: _stats([r[m] for r in rows if r["class"] == name]) for m in ("dsc", "nsd")}
-               for name in labels}
-    result = {"pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "tolerance_mm": tolerance_mm, "labels": labels,
-              "summary": summary,
+               for name in names}
+    result = {"pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "tolerance_mm": tolerance_mm,
+              "labels": {canonical(n): i for n, i in gt_labels.items()},
+              "pred_labels": {canonical(n): i for n, i in model_labels.items()},
+              "class_mapping": mapping_json, "not_predicted": mapping.not_predicted,
+              "skipped_unannotated": skipped, "summary": summary,
               "mean": {m: _stats([s[m]["mean"] for s in summary.values()]) for m in ("dsc", "nsd")},
               "per_case": rows}
     if out_dir is not None:
@@ -96,9 +204,10 @@ def evaluate_folders(pred_dir: Union[str, Path], gt_dir: Union[str, Path], out_d
 
 
 def write_results(result: Dict, out_dir: Path) -> None:
-    """`metrics.json` (everything) and `metrics.csv` (one row per case and class), atomically."""
+    """`metrics.json` (everything), `metrics.csv` (one row per case and class) and `class_mapping.json`, atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "metrics.json", json.loads(json.dumps(result, default=float)))
+    atomic_write_json(out_dir / "class_mapping.json", result["class_mapping"])
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["case", "class", "dsc", "nsd", "gt_voxels", "pred_voxels"])
     w.writeheader()
@@ -113,6 +222,8 @@ def format_summary(result: Dict) -> str:
     for name, s in result["summary"].items():
         d, n = s["dsc"], s["nsd"]
         lines.append(f"{name:<28} {d['mean']:>7.3f} ± {d['sd']:<6.3f} {n['mean']:>7.3f} ± {n['sd']:<6.3f} {d['n']:>4}")
+    if result.get("not_predicted"):
+        lines.append(f"{'not predicted (not scored)':<28} {', '.join(result['not_predicted'])}")
     m = result["mean"]
     lines.append(f"{'mean over classes':<28} {m['dsc']['mean']:>7.3f} ± {m['dsc']['sd']:<6.3f} "
                  f"{m['nsd']['mean']:>7.3f} ± {m['nsd']['sd']:<6.3f}")

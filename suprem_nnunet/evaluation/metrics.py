@@ -1,4 +1,10 @@
-"""Overlap and surface metrics on binary masks (arrays in (z, y, x) order, spacing in mm)."""
+"""Overlap and surface metrics on binary masks (arrays in (z, y, x) order, spacing in mm).
+
+Empty masks, for both metrics (the convention of MONAI's `compute_dice` / `compute_surface_dice`):
+both masks empty -> NaN (nothing to score; left out of means and counts, see `evaluate._stats`);
+exactly one empty -> 0.0. `normalized_surface_dice` equals MONAI's `compute_surface_dice`
+(use_subvoxels=False) to within 1e-6; tests/test_evaluation_nsd.py pins this.
+"""
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -32,11 +38,14 @@ def _crop(pred: np.ndarray, gt: np.ndarray, margin: Sequence[int]) -> Tuple[np.n
 
 def normalized_surface_dice(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float],
                             tolerance_mm: float = 2.0) -> float:
-    """Normalised surface Dice (Nikolov et al. 2021): share of both surfaces within `tolerance_mm`
-    of the other. NaN when both masks are empty, 0 when exactly one is.
+    """Normalised surface Dice (Nikolov et al. 2021): the share of both surfaces' voxels lying within
+    `tolerance_mm` (distance <= tolerance) of the other surface. NaN when both masks are empty, 0.0
+    when exactly one is.
 
-    `spacing` is in array axis order (z, y, x). Surfaces are voxel-boundary voxels, distances are
-    Euclidean distance transforms with anisotropic sampling.
+    `spacing` is in array axis order (z, y, x). A surface is the set of mask voxels with a
+    6-connected neighbour outside the mask (outside the array counts as outside); each surface voxel
+    counts once (no sub-voxel areas). Distances are Euclidean between voxel centres, with the
+    anisotropic spacing. This is MONAI's `compute_surface_dice` with use_subvoxels=False.
     """
     p, g = pred.astype(bool), gt.astype(bool)
     if not p.any() and not g.any():

@@ -21,11 +21,12 @@ class LabelClass:
     group: str = "organ"  # organ | vessel | tumor | muscle | bone | cardiac | other
     host: Optional[str] = None  # tumours: the organ whose voxels they belong to
     synonyms: Tuple[str, ...] = ()
+    parts: Tuple[str, ...] = ()  # a union class: the classes whose voxels together make it up
 
 
 def _c(name: str, atlas_id: Optional[int] = None, group: str = "organ", host: Optional[str] = None,
-       synonyms: Iterable[str] = ()) -> LabelClass:
-    return LabelClass(name, atlas_id, group, host, tuple(synonyms))
+       synonyms: Iterable[str] = (), parts: Iterable[str] = ()) -> LabelClass:
+    return LabelClass(name, atlas_id, group, host, tuple(synonyms), tuple(parts))
 
 
 CLASSES: Tuple[LabelClass, ...] = (
@@ -65,9 +66,9 @@ CLASSES: Tuple[LabelClass, ...] = (
     _c("colon_tumor", 31, "tumor", host="colon", synonyms=("colon_tumour", "colon_cancer")),
     _c("kidney_cyst", 32, "tumor", host="kidney", synonyms=("renal_cyst",)),
     # --- outside the 32: named so target tasks (and TotalSegmentator) can use them -------------
-    _c("kidney", synonyms=("kidneys",)),  # both sides in one label (KiTS, AbdomenCT-1K)
-    _c("lung", synonyms=("lungs",)),
-    _c("adrenal_gland", synonyms=("adrenal", "adrenal_glands")),
+    _c("kidney", synonyms=("kidneys",), parts=("kidney_left", "kidney_right")),  # KiTS, AbdomenCT-1K
+    _c("lung", synonyms=("lungs",), parts=("lung_left", "lung_right")),
+    _c("adrenal_gland", synonyms=("adrenal", "adrenal_glands"), parts=("adrenal_gland_left", "adrenal_gland_right")),
     _c("vertebrae", group="bone", synonyms=("spine", "vertebra", "vertebral_column")),
     _c("iliopsoas_left", group="muscle", synonyms=("psoas_left", "left_psoas")),
     _c("iliopsoas_right", group="muscle", synonyms=("psoas_right", "right_psoas")),
@@ -107,6 +108,7 @@ ATLAS_CLASSES: Tuple[str, ...] = tuple(c.name for c in sorted(
     (c for c in CLASSES if c.atlas_id is not None), key=lambda c: c.atlas_id))
 ATLAS_IDS: Dict[str, int] = {c.name: c.atlas_id for c in CLASSES if c.atlas_id is not None}
 TUMOR_HOSTS: Dict[str, str] = {c.name: c.host for c in CLASSES if c.host}
+PARTS: Dict[str, Tuple[str, ...]] = {c.name: c.parts for c in CLASSES if c.parts}
 
 
 def canonical(name: str) -> str:
@@ -138,6 +140,11 @@ def atlas_id(name: str) -> Optional[int]:
 def host_of(name: str) -> Optional[str]:
     """The organ a tumour class lies in (e.g. liver_tumor -> liver), or None."""
     return TUMOR_HOSTS.get(canonical(name))
+
+
+def parts_of(name: str) -> Tuple[str, ...]:
+    """The classes a union class is made of (kidney -> kidney_left, kidney_right), else ()."""
+    return PARTS.get(canonical(name), ())
 
 
 def canonical_labels(names: Iterable[str]) -> List[str]:
