@@ -13,9 +13,13 @@ def add_budget_args(p) -> None:
     g.add_argument("--epochs", type=positive_int, default=None, help="epochs (nnU-Net: 1000)")
     g.add_argument("--iterations-per-epoch", type=positive_int, default=None, help="(nnU-Net: 250)")
     g.add_argument("--val-iterations", type=int, default=None, help="validation iterations per epoch (nnU-Net: 50)")
-    g.add_argument("--lr", type=float, default=None, help="initial learning rate (nnU-Net: 1e-2)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate; unset: the optimiser's own (sgd 1e-2, adamw 1e-4)")
     g.add_argument("--optimizer", choices=["sgd", "adamw"], default=None,
-                   help="sgd: nnU-Net's SGD with momentum 0.99 (default); adamw: SuPreM's optimiser")
+                   help="sgd: nnU-Net's SGD, momentum 0.99, weight decay 3e-5, poly schedule (default); "
+                        "adamw: SuPreM's recipe, weight decay 1e-5, linear warm-up then cosine")
+    g.add_argument("--warmup-epochs", type=int, default=None,
+                   help="adamw warm-up epochs; unset: 2.5%% of the epochs (SuPreM's 20 of 800), at least 1")
     g.add_argument("--save-every", type=positive_int, default=None, help="write checkpoint_latest every N epochs")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     g.add_argument("--no-resume", action="store_true", help="start over instead of resuming a previous run")
@@ -26,7 +30,7 @@ def budget_from(args):
     from ..training.base import TrainingBudget
 
     return TrainingBudget(args.epochs, args.iterations_per_epoch, args.val_iterations, args.lr, args.save_every,
-                          args.optimizer)
+                          args.optimizer, args.warmup_epochs)
 
 
 def build_parser():

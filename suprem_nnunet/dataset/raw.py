@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .. import paths
-from ..labels import canonical_labels
+from ..labels import canonical, canonical_labels
 
 ANNOTATED_FILE = "annotated_classes.json"
 PathLike = Union[str, Path]
@@ -96,8 +96,14 @@ def write_annotated_classes(folder: PathLike, annotated: Mapping[str, Iterable[s
                       {case: sorted(set(canonical_labels(set(names)))) for case, names in sorted(annotated.items())})
 
 
-def read_annotated_classes(folder: PathLike) -> Optional[Dict[str, List[str]]]:
-    """{case id: [class names]} from a raw (or preprocessed) dataset folder, or None if absent."""
+def read_annotated_classes(folder: PathLike, labels: Optional[Sequence[str]] = None,
+                           cases: Optional[Iterable[str]] = None) -> Optional[Dict[str, List[str]]]:
+    """{case id: [class names]} from a raw (or preprocessed) dataset folder, or None if absent.
+
+    The file is validated: a JSON object of case id -> list of class names; with `labels` (the
+    dataset.json class names) every listed class must be one of them, and with `cases` every one
+    of those case ids must have an entry. Each problem raises ValueError naming the file and case.
+    """
     p = Path(folder) / ANNOTATED_FILE
     if not p.is_file():
         return None
@@ -105,9 +111,45 @@ def read_annotated_classes(folder: PathLike) -> Optional[Dict[str, List[str]]]:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{p}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+    if not isinstance(data, dict):
         raise ValueError(f"{p}: expected {{case id: [class names]}}")
+    for case, names in data.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{p}: case {case}: expected a list of class names, got {names!r}")
+    if labels is not None:
+        known = set(canonical_labels(labels))
+        for case, names in data.items():
+            for n in names:
+                try:
+                    name = canonical(n)
+                except ValueError as e:
+                    raise ValueError(f"{p}: case {case}: {e}") from None
+                if name not in known:
+                    raise ValueError(f"{p}: case {case}: class {n!r} is not a label of the dataset.json "
+                                     f"({', '.join(labels)})")
+    if cases is not None:
+        missing = [c for c in cases if str(c) not in data]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise ValueError(f"{p}: no entry for case {missing[0]}{more}; every training case needs its "
+                             "annotated classes")
     return data
+
+
+def copy_annotated_classes(raw_folder: PathLike, preprocessed_folder: PathLike) -> Optional[Path]:
+    """Copy `annotated_classes.json` (validated, atomically) from a raw dataset folder to its
+    preprocessed folder, where training reads it; a stale copy goes when the raw folder has none.
+    Returns the copy's path, or None."""
+    src, dst = Path(raw_folder) / ANNOTATED_FILE, Path(preprocessed_folder) / ANNOTATED_FILE
+    if not src.is_file():
+        dst.unlink(missing_ok=True)
+        return None
+    ds_file = Path(raw_folder) / "dataset.json"
+    labels = label_names(json.loads(ds_file.read_text())) if ds_file.is_file() else None
+    read_annotated_classes(raw_folder, labels)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dst, src.read_bytes())
+    return dst
 
 
 def label_names(dataset_json: Mapping) -> List[str]:

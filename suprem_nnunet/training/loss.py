@@ -1,10 +1,15 @@
 """Dice + cross-entropy that a per-case set of annotated classes can mask (partial labels).
 
-For a case that annotates only some classes, the softmax probabilities of the classes it does not
-annotate are merged into background before the cross-entropy (the marginal loss of Shi et al.,
-MedIA 2021): an unannotated organ may be predicted there without penalty, since the label map
-calls it background only because nobody drew it. Dice is computed only over the annotated
-foreground classes. With every class annotated the loss equals nnU-Net's Dice + CE.
+The cross-entropy is the marginal loss over an allowed set of classes per voxel (Shi et al.,
+MedIA 2021): loss(v) = -log sum_{k in S(v)} p_k(v), averaged over voxels, where
+  * a voxel labelled c > 0 has S = {c}: drawn positives are trusted, even for a class the case's
+    list does not call annotated (FLARE23's partial lesions: drawn where found, not everywhere);
+  * a background voxel has S = {background} + the classes the case does not annotate: nobody
+    drew them, so predicting one there costs nothing and an unmarked organ or lesion is not
+    taught as background.
+It is computed with log_softmax + logsumexp, so no target ever sits on a masked logit and the
+loss stays finite. Dice is computed only over the foreground classes the case annotates. With
+every class annotated the loss equals nnU-Net's Dice + CE (DC_and_CE_loss, do_bg=False).
 """
 from __future__ import annotations
 
@@ -37,20 +42,20 @@ class PartialLabelDiceCELoss(nn.Module):
         target = target.long()
         ann = self._mask(b, c, logits.device)
         logits = logits.float()
-        if bool(ann.all()):
-            merged = logits
-        else:  # background absorbs the classes a case does not annotate
-            unann = ~ann
-            unann[:, 0] = True  # the merged background = background + unannotated classes
-            shape = (b, c) + (1,) * (logits.ndim - 2)
-            neg_inf = torch.finfo(logits.dtype).min
-            bg = torch.logsumexp(logits.masked_fill(~unann.view(shape), neg_inf), dim=1, keepdim=True)
-            merged = logits.masked_fill(~ann.view(shape), neg_inf)
-            merged = torch.cat([bg, merged[:, 1:]], 1)
-        ce = nn.functional.cross_entropy(merged, target)
-        probs = torch.softmax(logits, 1)
-        dice = self._soft_dice(probs, target, ann)
+        ce = self._marginal_ce(logits, target, ann)
+        dice = self._soft_dice(torch.softmax(logits, 1), target, ann)
         return self.weight_ce * ce - self.weight_dice * dice
+
+    @staticmethod
+    def _marginal_ce(logits: torch.Tensor, target: torch.Tensor, ann: torch.Tensor) -> torch.Tensor:
+        """Mean over voxels of -log sum_{k in S(v)} p_k (see the module docstring for S)."""
+        if bool(ann.all()):
+            return nn.functional.cross_entropy(logits, target)
+        logp = torch.log_softmax(logits, 1)
+        allowed = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, target[:, None], True)
+        unannotated = ~ann.view(ann.shape + (1,) * (logits.ndim - 2))
+        allowed |= (target == 0)[:, None] & unannotated
+        return -torch.logsumexp(logp.masked_fill(~allowed, float("-inf")), 1).mean()
 
     def _mask(self, b: int, c: int, device) -> torch.Tensor:
         if self.annotated is None:
