@@ -24,18 +24,68 @@ log = logging.getLogger(__name__)
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
+CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
 def case_name(path: Union[str, Path]) -> str:
-    """'ct_0000.nii.gz' -> 'ct'; 'volume-3.nii' -> 'volume-3'."""
+    """The file name without its image ending: 'ct_0000.nii.gz' -> 'ct_0000', 'volume-3.nii' -> 'volume-3'.
+
+    Never strips a channel suffix: label and prediction files are named by their full stem;
+    `group_channel_files` alone reads nnU-Net's `<case>_<channel>` naming of image folders.
+    """
     name = Path(path).name
     for end in IMAGE_ENDINGS:
         if name.lower().endswith(end):
-            name = name[: -len(end)]
-            break
-    return re.sub(r"_\d{4}$", "", name)
+            return name[: -len(end)]
+    return name
+
+
+def cases_by_stem(files: Sequence[Union[str, Path]]) -> Dict[str, Path]:
+    """{full stem: file}; two files with one stem (e.g. 'a.nii' and 'a.nii.gz') are an error naming both."""
+    out: Dict[str, Path] = {}
+    for f in files:
+        c = case_name(f)
+        if c in out:
+            raise ValueError(f"{f}: case {c!r} is also {out[c]} (two files with one case name)")
+        out[c] = Path(f)
+    return out
+
+
+def group_channel_files(files: Sequence[Union[str, Path]], num_channels: int = 1) -> Dict[str, List[str]]:
+    """{case: [channel files in channel order]} for the image files of one folder.
+
+    nnU-Net naming (`<case>_0000.nii.gz`, ...) is used only when EVERY file ends in `_NNNN` and every
+    case has exactly the channels 0000..C-1 (C = `num_channels`). Otherwise, with one channel, each
+    file is its own case named by its full stem ('btcv_0001.nii.gz' -> 'btcv_0001'); with several
+    channels, ValueError naming the offending file.
+    """
+    files = [Path(f) for f in files]
+    parsed = [CHANNEL_SUFFIX.match(case_name(f)) for f in files]
+    groups: Dict[str, Dict[int, Path]] = {}
+    if all(parsed):
+        for f, m in zip(files, parsed):
+            ch = groups.setdefault(m["case"], {})
+            if int(m["channel"]) in ch:
+                raise ValueError(f"{f}: channel {m['channel']} of case {m['case']!r} is also {ch[int(m['channel'])]}")
+            ch[int(m["channel"])] = f
+        if all(sorted(ch) == list(range(num_channels)) for ch in groups.values()):
+            return {c: [str(ch[i]) for i in range(num_channels)] for c, ch in groups.items()}
+    if num_channels == 1:
+        return {c: [str(f)] for c, f in cases_by_stem(files).items()}
+    for f, m in zip(files, parsed):
+        if m is None:
+            raise ValueError(f"{f}: the model takes {num_channels} channels, so inputs must be named "
+                             f"<case>_0000 .. <case>_{num_channels - 1:04d} (nnU-Net channel naming)")
+    for c, ch in groups.items():
+        if sorted(ch) != list(range(num_channels)):
+            first = ch[min(ch)]
+            raise ValueError(f"{first}: case {c!r} has channel(s) {', '.join(f'{i:04d}' for i in sorted(ch))}, "
+                             f"the model takes {num_channels} (0000..{num_channels - 1:04d})")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def list_inputs(inp: Union[str, Path], num_channels: int = 1) -> Dict[str, List[str]]:
-    """{case: [channel files]} from a file or a folder (nnU-Net `_0000` naming or one file per case)."""
+    """{case: [channel files]} from a file or a folder (see `group_channel_files` for the naming)."""
     p = Path(inp)
     if p.is_file():
         files = [p]
@@ -46,13 +96,7 @@ def list_inputs(inp: Union[str, Path], num_channels: int = 1) -> Dict[str, List[
             raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) in this folder")
     else:
         raise FileNotFoundError(f"{p}: no such file or folder")
-    cases: Dict[str, List[str]] = {}
-    for f in files:
-        cases.setdefault(case_name(f), []).append(str(f))
-    for case, fl in cases.items():
-        if len(fl) != num_channels:
-            raise ValueError(f"{fl[0]}: case {case!r} has {len(fl)} channel file(s), the model takes {num_channels}")
-    return cases
+    return group_channel_files(files, num_channels)
 
 
 def check_readable(files: Sequence[str]) -> None:
@@ -95,7 +139,8 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     includes the voxels of tumours it hosts (e.g. liver includes liver_tumor).
     """
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from ..preprocessing.plans_manager import SupremPlansManager as PlansManager  # resolves a preset's RAS reader
 
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
     dev = torch.device(device)
@@ -104,13 +149,13 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     check_readable([f for fl in cases.values() for f in fl])
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mirror = (dev.type == "cuda") if mirror is None else mirror
+    mirror, axes = mirroring(mirror, dev.type, m.mirror_axes)
     pm = PlansManager(m.plans)
     predictor = nnUNetPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirror,
                                 perform_everything_on_device=dev.type == "cuda", device=dev, verbose=False,
                                 allow_tqdm=True)
     predictor.manual_initialization(build_network(m).to(dev), pm, pm.get_configuration(m.configuration),
-                                    [m.state_dict], m.dataset_json, m.trainer_name, m.mirror_axes or (0, 1, 2))
+                                    [m.state_dict], m.dataset_json, m.trainer_name, axes)
     ending = m.dataset_json["file_ending"]
     names = sorted(cases)
     tmp = out / f".tmp-{os.getpid()}"
@@ -132,6 +177,17 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
             write_class_masks(f, ids, out / case_name(f))
     log.info("wrote %d prediction(s) to %s", len(written), out)
     return written
+
+
+def mirroring(requested: Optional[bool], device_type: str, allowed_axes: Optional[Sequence[int]]):
+    """(use mirroring, axes) for test-time mirroring: default on for CUDA, off otherwise; the model's
+    stored axes are passed unchanged, and a model trained without mirroring (no axes) never mirrors."""
+    use = (device_type == "cuda") if requested is None else bool(requested)
+    axes = tuple(int(a) for a in allowed_axes) if allowed_axes else None
+    if use and axes is None:
+        log.info("test-time mirroring off: the model was trained without mirroring (no allowed axes)")
+        use = False
+    return use, axes
 
 
 def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from .. import paths
+from ..dataset.raw import copy_annotated_classes
 from ..networks.registry import get_backbone
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,14 @@ class SupremPlannerMixin:
         })
         return plan
 
+    def determine_transpose(self):
+        """A preset fixes the array axes to the release's (x, y, z) = (R, A, S): the RAS reader gives
+        (z, y, x), transposed by [2, 1, 0]; otherwise nnU-Net's choice from the fingerprint spacing."""
+        if self.preset is not None:
+            order = [int(i) for i in self.preset.get("transpose_forward", [2, 1, 0])]
+            return order, [int(i) for i in np.argsort(order)]
+        return super().determine_transpose()
+
     def plan_experiment(self) -> dict:
         plans = super().plan_experiment()
         b = get_backbone(self.backbone)
@@ -154,19 +163,22 @@ class SupremPlannerMixin:
         if self.preset is not None:
             lo, hi = self.preset["intensity"]["clip"]
             s0, s1 = self.preset["intensity"].get("scale_to", [0.0, 1.0])
-            # nnU-Net's CTNormalization clips to [p0.5, p99.5] then maps (x - mean) / std: these values
-            # make it exactly the recipe's clip to [lo, hi] and linear scaling to [s0, s1]
+            # the recipe's window as the statistics nnU-Net's CTNormalization would turn into the same clip to
+            # [lo, hi] and scaling to [s0, s1]; the preset applies it after resampling instead, as the release
+            # does (NoNormalization + resample_then_window, see preprocessing/resampling.py)
             std = (hi - lo) / (s1 - s0)
             props = {"percentile_00_5": lo, "percentile_99_5": hi, "mean": lo - s0 * std, "std": std,
                      "min": lo, "max": hi, "median": (lo + hi) / 2}
             plans["foreground_intensity_properties_per_channel"] = {"0": props}
             for cfg in plans["configurations"].values():
-                cfg["normalization_schemes"] = ["CTNormalization"]
+                cfg["normalization_schemes"] = ["NoNormalization"]
+                cfg.update(preset_resampling(self.preset))
+            plans["image_reader_writer"] = preset_reader(self.preset)
         plans["suprem"] = {"backbone": self.backbone, "caps": {k: v for k, v in asdict(self.caps).items()},
                            "preset": (self.preset or {}).get("name")}
         if self.preset is not None:
-            plans["suprem"]["recipe"] = {k: self.preset[k] for k in ("orientation", "spacing", "intensity",
-                                                                       "patch_size", "sliding_window")
+            plans["suprem"]["recipe"] = {k: self.preset[k] for k in ("orientation", "transpose_forward", "spacing",
+                                                                       "intensity", "patch_size", "sliding_window")
                                          if k in self.preset}
         self._write_plans(plans)
         return plans
@@ -180,6 +192,34 @@ class SupremPlannerMixin:
 
         recursive_fix_for_json_export(plans)
         atomic_write_json(paths.preprocessed_root() / self.dataset_name / f"{self.plans_identifier}.json", plans)
+
+
+def preset_reader(preset: dict) -> str:
+    """Dotted name of the image reader/writer that gives a preset's orientation (RAS arrays)."""
+    from ..preprocessing.plans_manager import RAS_READER
+
+    orientation = preset.get("orientation", "RAS")
+    if orientation != "RAS":
+        raise ValueError(f"preset {preset.get('name')!r}: orientation {orientation!r} is not supported (only RAS)")
+    return RAS_READER
+
+
+def preset_resampling(preset: dict) -> dict:
+    """Configuration entries that resample like the release (see preprocessing/resampling.py): on its
+    grid (voxel 0 fixed), images with the preset's interpolation and then windowed, labels nearest."""
+    from ..preprocessing.resampling import ORIGIN_ALIGNED, RESAMPLE_THEN_WINDOW
+
+    orders = {"nearest": 0, "linear": 1, "cubic": 3}
+    image = (preset.get("resampling") or {}).get("image", "linear")
+    if image not in orders:
+        raise ValueError(f"preset {preset.get('name')!r}: image resampling {image!r} is not one of {', '.join(orders)}")
+    intensity = preset["intensity"]
+    data_kwargs = {"is_seg": False, "order": orders[image], "window": [float(v) for v in intensity["clip"]],
+                   "scale_to": [float(v) for v in intensity.get("scale_to", [0.0, 1.0])]}
+    return {"resampling_fn_data": RESAMPLE_THEN_WINDOW, "resampling_fn_data_kwargs": data_kwargs,
+            "resampling_fn_seg": ORIGIN_ALIGNED, "resampling_fn_seg_kwargs": {"is_seg": True, "order": 0},
+            "resampling_fn_probabilities": ORIGIN_ALIGNED,
+            "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1}}
 
 
 def plans_name_for(backbone: str, preset: Optional[str] = None) -> str:
@@ -217,8 +257,10 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     Returns the plans dict. Needs the nnU-Net folder env vars (see `paths.setup_environment`).
     """
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                     plan_experiment_dataset, preprocess_dataset)
+                                                                     plan_experiment_dataset)
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
+
+    from ..preprocessing.run import preprocess_dataset  # resolves the preset's RAS reader/writer
 
     dataset_id = convert_dataset_name_to_id(dataset)
     extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
@@ -240,4 +282,5 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
             raise ValueError(f"configuration {c!r} was not planned for {dataset} "
                              f"(planned: {', '.join(plans['configurations'])})")
     preprocess_dataset(dataset_id, identifier, tuple(configurations), [num_processes] * len(configurations))
+    copy_annotated_classes(paths.raw_root() / dataset, paths.preprocessed_root() / dataset)  # training reads it there
     return plans

@@ -21,6 +21,7 @@ from ..labels import canonical
 from ..networks.registry import get_backbone
 from .checkpoint import load_checkpoint
 from .loss import PartialLabelDiceCELoss
+from .online_dice import masked_tp_fp_fn
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,20 @@ class TrainingBudget:
     initial_lr: Optional[float] = None
     save_every: Optional[int] = None
     optimizer: Optional[str] = None  # "sgd" (nnU-Net: SGD, Nesterov momentum 0.99) or "adamw" (SuPreM's recipe)
+    warmup_epochs: Optional[int] = None  # adamw only; None: ADAMW_WARMUP_FRACTION of the epochs
 
 
 OPTIMIZERS = ("sgd", "adamw")
+#: SuPreM's AdamW recipe (MrGiovanni/SuPreM supervised_pretraining/train.py): lr 1e-4, weight decay
+#: 1e-5, linear warm-up (20 of 800 epochs) then cosine annealing
+ADAMW_LR = 1e-4
+ADAMW_WEIGHT_DECAY = 1e-5
+ADAMW_WARMUP_FRACTION = 20 / 800
+
+
+def default_warmup_epochs(num_epochs: int) -> int:
+    """SuPreM's share of warm-up epochs, at least one (none for a one-epoch run)."""
+    return min(max(1, round(ADAMW_WARMUP_FRACTION * num_epochs)), max(0, num_epochs - 1))
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -52,9 +64,14 @@ class SupremTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        from ..preprocessing.plans_manager import as_suprem
+
+        self.plans_manager = as_suprem(self.plans_manager)  # resolves a preset's RAS reader/writer by dotted name
+        self.configuration_manager = self.plans_manager.get_configuration(configuration)  # ... and its resampling
         self.backbone = get_backbone(self.plans_manager.plans.get("suprem", {}).get("backbone", "nnunet"))
         self.enable_deep_supervision = self.backbone.deep_supervision
         self.optimizer_name = "sgd"
+        self.warmup_epochs = 0
         self.partial_loss: Optional[PartialLabelDiceCELoss] = None
         self.annotated_channels: Dict[str, List[int]] = {}
 
@@ -66,24 +83,36 @@ class SupremTrainer(nnUNetTrainer):
             self.num_iterations_per_epoch = int(budget.iterations_per_epoch)
         if budget.val_iterations is not None:
             self.num_val_iterations_per_epoch = int(budget.val_iterations)
-        if budget.initial_lr is not None:
-            self.initial_lr = float(budget.initial_lr)
         if budget.save_every is not None:
             self.save_every = int(budget.save_every)
         if budget.optimizer is not None:
             if budget.optimizer not in OPTIMIZERS:
                 raise ValueError(f"unknown optimizer {budget.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+            if budget.optimizer == "adamw" and self.optimizer_name != "adamw":  # its own defaults, not SGD's
+                self.initial_lr, self.weight_decay = ADAMW_LR, ADAMW_WEIGHT_DECAY
             self.optimizer_name = budget.optimizer
+        if budget.initial_lr is not None:
+            self.initial_lr = float(budget.initial_lr)
+        if self.optimizer_name == "adamw":
+            w = default_warmup_epochs(self.num_epochs) if budget.warmup_epochs is None else int(budget.warmup_epochs)
+            if not 0 <= w <= self.num_epochs:
+                raise ValueError(f"--warmup-epochs {w} must be between 0 and the number of epochs ({self.num_epochs})")
+            self.warmup_epochs = w
+        elif budget.warmup_epochs:
+            raise ValueError("--warmup-epochs applies to --optimizer adamw (nnU-Net's SGD uses its poly schedule)")
+
+    @property
+    def lr_schedule(self) -> str:
+        return "warmup_cosine" if self.optimizer_name == "adamw" else "poly"
 
     def configure_optimizers(self):
-        """nnU-Net's SGD + poly schedule, or AdamW + the same poly schedule (SuPreM trains with AdamW;
-        it also converges in far fewer iterations, which suits CPU budgets)."""
+        """nnU-Net's SGD + poly schedule, or SuPreM's AdamW + linear warm-up then cosine (per epoch)."""
         if self.optimizer_name == "sgd":
             return super().configure_optimizers()
-        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+        from .lr_schedule import WarmupCosineLRScheduler
 
         opt = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
-        return opt, PolyLRScheduler(opt, self.initial_lr, self.num_epochs)
+        return opt, WarmupCosineLRScheduler(opt, self.initial_lr, self.num_epochs, self.warmup_epochs)
 
     @property
     def class_names(self) -> List[str]:
@@ -101,33 +130,38 @@ class SupremTrainer(nnUNetTrainer):
         return self.partial_loss
 
     def _annotated_mask(self, keys: Sequence[str]) -> Optional[torch.Tensor]:
+        """(B, C) bool for the loss and the online Dice: True where case b annotates channel c
+        (background always); None when the dataset is fully labelled."""
         if not self.annotated_channels:
             return None
-        n = self.label_manager.num_segmentation_heads
-        mask = torch.ones((len(keys), n), dtype=torch.bool)
+        mask = torch.zeros((len(keys), self.label_manager.num_segmentation_heads), dtype=torch.bool)
         for i, k in enumerate(keys):
-            chans = self.annotated_channels.get(str(k))
-            if chans is not None:
-                mask[i] = False
-                mask[i, [0, *chans]] = True
+            mask[i, [0, *self.annotated_channels[str(k)]]] = True
         return mask
 
     def load_annotated_classes(self) -> None:
-        """Read `annotated_classes.json` (preprocessed folder, else raw) into channel ids per case."""
-        name = self.plans_manager.dataset_name
-        data = None
-        for folder in (self.preprocessed_dataset_folder_base, paths.raw_root() / name):
-            if folder is not None and (Path(folder) / ANNOTATED_FILE).is_file():
-                data = read_annotated_classes(folder)
-                break
-        if not data:
+        """Read `annotated_classes.json` of the preprocessed dataset (the copy suprem_plan_and_preprocess
+        makes; authoritative) into channel ids per case. No file there and none in the raw folder:
+        every case is fully labelled. One in the raw folder only, a training or validation case
+        without an entry, or a class the dataset.json lacks: one-line error naming the file."""
+        pre = Path(self.preprocessed_dataset_folder_base)
+        raw = paths.raw_root() / self.plans_manager.dataset_name
+        train_keys, val_keys = self.do_split()
+        data = read_annotated_classes(pre, self.class_names, [*train_keys, *val_keys])
+        if data is None:
+            if (raw / ANNOTATED_FILE).is_file():
+                raise FileNotFoundError(f"{pre / ANNOTATED_FILE}: missing, but {raw / ANNOTATED_FILE} exists (partial "
+                                        "labels would be taken as full); rerun suprem_plan_and_preprocess to copy it")
             self.annotated_channels = {}
+            self.print_to_log_file(f"annotated classes: no {ANNOTATED_FILE} in {pre} or {raw}; "
+                                   "every case is treated as fully labelled")
             return
-        ids = {canonical(k): int(v) for k, v in self.dataset_json["labels"].items() if int(v) != 0}
-        self.annotated_channels = {case: sorted({ids[canonical(c)] for c in names if canonical(c) in ids})
-                                   for case, names in data.items()}
-        partial = sum(len(v) < len(ids) for v in self.annotated_channels.values())
-        self.print_to_log_file(f"annotated classes: {len(data)} cases listed, {partial} partially labelled")
+        ids = {canonical(n): i + 1 for i, n in enumerate(self.class_names)}
+        self.annotated_channels = {case: sorted({ids[canonical(c)] for c in names}) for case, names in data.items()}
+        used = set(map(str, train_keys)) | set(map(str, val_keys))
+        partial = sum(len(self.annotated_channels[k]) < len(ids) for k in used)
+        self.print_to_log_file(f"annotated classes: {len(used)} training/validation cases listed in "
+                               f"{pre / ANNOTATED_FILE}, {partial} partially labelled")
 
     def on_train_start(self):
         self.load_annotated_classes()
@@ -139,9 +173,26 @@ class SupremTrainer(nnUNetTrainer):
         return super().train_step(batch)
 
     def validation_step(self, batch: dict) -> dict:
-        if self.partial_loss is not None:
-            self.partial_loss.set_annotated(self._annotated_mask(batch["keys"]))
-        return super().validation_step(batch)
+        """nnU-Net's validation step (loss, pseudo-Dice counts), with the counts recomputed per case so
+        that classes a case does not annotate are left out (online_dice.py); the network output is
+        caught with a forward hook rather than running the network twice."""
+        if self.partial_loss is None:
+            return super().validation_step(batch)
+        mask = self._annotated_mask(batch["keys"])
+        self.partial_loss.set_annotated(mask)
+        if mask is None:  # fully labelled: nnU-Net's counts are already right
+            return super().validation_step(batch)
+        outputs = []
+        hook = self.network.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        try:
+            result = super().validation_step(batch)
+        finally:
+            hook.remove()
+        output, target = outputs[-1], batch["target"]
+        if self.enable_deep_supervision:
+            output, target = output[0], target[0]
+        tp, fp, fn = masked_tp_fp_fn(output, target.to(output.device), mask)
+        return {**result, "tp_hard": tp, "fp_hard": fp, "fn_hard": fn}
 
     # ------------------------------------------------------------------ networks without nnU-Net's decoder
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
@@ -178,7 +229,9 @@ class SupremTrainer(nnUNetTrainer):
              "dataset": self.plans_manager.dataset_name, "plans": self.plans_manager.plans_name,
              "configuration": self.configuration_name, "fold": self.fold, "device": str(self.device),
              "epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
-             "initial_lr": self.initial_lr, "optimizer": self.optimizer_name, "class_names": self.class_names, **info}
+             "optimizer": self.optimizer_name, "initial_lr": self.initial_lr, "weight_decay": self.weight_decay,
+             "lr_schedule": self.lr_schedule, "warmup_epochs": self.warmup_epochs,
+             "class_names": self.class_names, **info}
         Path(self.output_folder).mkdir(parents=True, exist_ok=True)
         (Path(self.output_folder) / "run_info.json").write_text(json.dumps(d, indent=2) + "\n")
 

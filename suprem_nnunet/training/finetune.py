@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import paths
-from ..dataset.raw import ANNOTATED_FILE, atomic_write_json, label_names
+from ..dataset.raw import atomic_write_json, copy_annotated_classes, label_names
 from ..networks.registry import get_backbone
 from .base import SupremTrainer, TrainingBudget, unwrap
 from .checkpoint import TrainedModel, read_trained_model
@@ -182,9 +182,10 @@ def transfer_plans(src: TrainedModel, target: str) -> Tuple[dict, str]:
 def prepare_target(target: str, plans: dict, configuration: str, num_processes: int = 2,
                    verify: bool = True) -> None:
     """Fingerprint the target (once), write the transferred plans and preprocess with them."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                      preprocess_dataset)
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
+
+    from ..preprocessing.run import preprocess_dataset  # resolves a preset's RAS reader/writer
 
     raw, pre = paths.raw_root() / target, paths.preprocessed_root() / target
     dataset_id = convert_dataset_name_to_id(target)
@@ -193,8 +194,7 @@ def prepare_target(target: str, plans: dict, configuration: str, num_processes: 
                                     clean=True, verbose=False)
     pre.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(raw / "dataset.json", pre / "dataset.json")
-    if (raw / ANNOTATED_FILE).is_file():
-        shutil.copyfile(raw / ANNOTATED_FILE, pre / ANNOTATED_FILE)
+    copy_annotated_classes(raw, pre)  # training reads the preprocessed copy
     plans_file = pre / f"{plans['plans_name']}.json"
     data_dir = pre / plans["configurations"][configuration]["data_identifier"]
     n_cases = json.loads((raw / "dataset.json").read_text())["numTraining"]

@@ -34,7 +34,8 @@ SUPREM_PREPROCESSING = {"orientation": "RAS", "spacing": [1.5, 1.5, 1.5],
 def preprocess_ct(image: sitk.Image, preset: Optional[Dict] = None) -> Tuple[np.ndarray, sitk.Image]:
     """(float32 array with axes (x, y, z) along R, A, S at the preset spacing, its SimpleITK grid).
 
-    The array is clipped to the preset's HU window and scaled linearly to its target range.
+    Voxel (0, 0, 0) keeps its centre (as MONAI's Spacingd places the grid); the array is clipped to the
+    preset's HU window and scaled linearly to its target range.
     """
     preset = preset or SUPREM_PREPROCESSING
     if image.GetDimension() != 3:
@@ -48,7 +49,10 @@ def preprocess_ct(image: sitk.Image, preset: Optional[Dict] = None) -> Tuple[np.
     ref.SetDirection(ras.GetDirection())
     lo, hi = preset["intensity"]["clip"]
     b_lo, b_hi = preset["intensity"].get("scale_to", [0.0, 1.0])
-    resampled = sitk.Resample(ras, ref, sitk.Transform(), sitk.sitkLinear, float(lo))
+    # beyond the last input voxel the border value repeats (MONAI Spacingd's padding_mode="border"): one
+    # replicated voxel past the far end of each axis covers the new grid's extent
+    padded = sitk.ZeroFluxNeumannPad(ras, (0, 0, 0), (1, 1, 1))
+    resampled = sitk.Resample(padded, ref, sitk.Transform(), sitk.sitkLinear, float(lo), sitk.sitkFloat32, True)
     arr = sitk.GetArrayFromImage(resampled).transpose(2, 1, 0)
     arr = (np.clip(arr, lo, hi) - lo) / (hi - lo) * (b_hi - b_lo) + b_lo
     return np.ascontiguousarray(arr, dtype=np.float32), resampled
