@@ -1,10 +1,15 @@
-"""Benchmarks for the speed targets: `python -m suprem_nnunet.benchmark [--backbones ...] [--patch 96]`.
+"""Benchmarks: `python -m suprem_nnunet.benchmark [train|predict|preprocess] ...` (no subcommand: train).
 
+`train` (the default):
 * phantom generation: seconds per 64^3 case (target: <= 1 s);
 * per backbone: parameter count, planner memory estimate, and the wall time of one training
   iteration (forward + backward + SGD step, batch 1) at the given patch on this machine's CPU
   (or GPU with --device cuda).
-Prints a table and writes JSON (``--json FILE``).
+`predict`: our prediction data path vs nnunetv2's `nnUNetPredictor` defaults, side by side in one
+process on the same model and CTs (the real CT in ../shared/data/real and synthetic 512x512xN
+phantoms), mirroring off and on; prints wall time, peak memory, their ratios and per-class DSC.
+`preprocess`: nnU-Net's `DefaultPreprocessor` with its own resampling vs ours, same cases.
+Prints a table and writes JSON (``--json FILE``). See `inference/benchmark_predict.py`.
 """
 from __future__ import annotations
 
@@ -52,15 +57,15 @@ def bench_backbone(name: str, patch: int, iterations: int, device: str, num_clas
             "estimated_training_memory_gib": round(mem / 1024 ** 3, 2)}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmark", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbones", nargs="*", default=["segresnet", "unet", "swinunetr"])
     p.add_argument("--patch", type=int, default=96)
     p.add_argument("--iterations", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
+
+
+def run_train(args) -> List[Dict]:
     rows: List[Dict] = [{"benchmark": "phantom 64^3", "seconds_per_case": round(bench_phantom(), 3)}]
     print(f"phantom 64^3: {rows[0]['seconds_per_case']:.3f} s per case (target <= 1 s)")
     for name in args.backbones:
@@ -69,6 +74,70 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{name:<10} {r['params']:>11,} params (paper {r['paper']})  {args.patch}^3 batch 1 on "
               f"{args.device}: {r['seconds_per_iteration']:.2f} s/iteration, "
               f"estimated training memory {r['estimated_training_memory_gib']} GiB", flush=True)
+    return rows
+
+
+def data_parser(p: argparse.ArgumentParser, predict: bool) -> None:
+    p.add_argument("--large-slices", type=int, default=600 if predict else 0,
+                   help="slices of the large 512x512xN phantom, run with our path only (0: skip)")
+    p.add_argument("--nnunet-slices", type=int, default=100,
+                   help="slices of the 512x512xN phantom run on both paths (0: skip)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--json", default=None)
+    if predict:
+        p.add_argument("--mirror", choices=["off", "on", "both"], default="both")
+        p.add_argument("--step", type=float, default=0.5)
+        p.add_argument("--patch", type=int, default=64)
+        p.add_argument("--unet-features", type=int, default=8)
+
+
+def run_data(args, predict: bool) -> List[Dict]:
+    import logging
+
+    import torch
+
+    from .inference import benchmark_predict as bp
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = bp.temp_folder()
+    cases = bp.default_cases(folder, args.large_slices, args.nnunet_slices)
+    if predict:
+        mirrors = {"off": [False], "on": [True], "both": [False, True]}[args.mirror]
+        rows = bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features)
+        for r in rows:
+            ratio = (f"time x{r['time_ratio']}, memory x{r['memory_ratio']}, min DSC {r['min_dsc']} over "
+                     f"{r['classes_compared']} classes, masks equal: {r['masks_equal']}") if "time_ratio" in r else ""
+            print(f"predict {r['case']:<38} mirror {'on ' if r['mirroring'] else 'off'} ours {r['ours_s']:8.1f} s "
+                  f"{r['ours_peak_gib']:6.2f} GiB" + (f" | nnU-Net {r['nnunet_s']:8.1f} s {r['nnunet_peak_gib']:6.2f} GiB"
+                                                      f" | {ratio}" if ratio else ""), flush=True)
+    else:
+        rows = bp.bench_preprocess([(n, f) for n, f, _ in cases])
+        for r in rows:
+            print(f"preprocess {r['case']:<38} nnU-Net {r['nnunet_s']:7.2f} s ours {r['ours_s']:7.2f} s "
+                  f"speed-up x{r['speedup']} | max |diff| {r['max_abs_diff_over_range']} of the intensity range",
+                  flush=True)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("train", "predict", "preprocess", "-h", "--help"):
+        argv = ["train", *argv]  # the original behaviour, without a subcommand
+    p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    train_parser(sub.add_parser("train", help="phantom generation and one training iteration per backbone"))
+    data_parser(sub.add_parser("predict", help="prediction: ours vs nnUNetPredictor"), True)
+    data_parser(sub.add_parser("preprocess", help="preprocessing: ours vs DefaultPreprocessor"), False)
+    args = p.parse_args(argv)
+    rows = run_train(args) if args.command == "train" else run_data(args, args.command == "predict")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

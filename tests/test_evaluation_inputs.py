@@ -1,8 +1,7 @@
 """Input naming for prediction (nnU-Net channel files vs one file per case) and test-time mirroring."""
-import shutil
-
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from suprem_nnunet.dataset.raw import write_image
@@ -66,9 +65,16 @@ def fake_predictor(monkeypatch):
         def manual_initialization(self, net, pm, cm, params, dataset_json, trainer, axes):
             calls["axes"] = axes
 
-        def predict_from_files_sequential(self, inputs, outputs, save_probabilities, overwrite):
-            for i, o in zip(inputs, outputs):
-                shutil.copy(i[0], o + ".nii.gz")
+        def predict_case(self, files, probabilities=False):
+            from suprem_nnunet.inference.fast_predictor import CasePrediction
+
+            img = sitk.ReadImage(str(files[0]))
+            return CasePrediction(sitk.GetArrayFromImage(img).astype(np.uint8), {"image": img})
+
+        def write_segmentation(self, seg, output_file, props):
+            out = sitk.GetImageFromArray(seg)
+            out.CopyInformation(props["image"])
+            sitk.WriteImage(out, output_file)
 
     class FakePlans:
         def __init__(self, plans):
@@ -79,8 +85,8 @@ def fake_predictor(monkeypatch):
 
     import importlib
 
-    import nnunetv2.inference.predict_from_raw_data as pfrd
-    monkeypatch.setattr(pfrd, "nnUNetPredictor", FakePredictor)
+    import suprem_nnunet.inference.fast_predictor as fast_predictor
+    monkeypatch.setattr(fast_predictor, "SupremPredictor", FakePredictor)
     for module, name in (("nnunetv2.utilities.plans_handling.plans_handler", "PlansManager"),
                          ("suprem_nnunet.preprocessing.plans_manager", "SupremPlansManager")):
         try:  # whichever plans manager predict() uses

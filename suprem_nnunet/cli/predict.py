@@ -1,25 +1,46 @@
-"""suprem_predict: segment CT files with a trained model, in each input's exact geometry."""
+"""suprem_predict: segment CT files with a trained model (ours or a released SuPreM checkpoint), in each
+input's exact geometry. Input: an image file, a folder of images, or a folder holding a DICOM series."""
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from .common import parser, run
 
 
+def class_list(text: str) -> List[str]:
+    """'liver,spleen' -> ['liver', 'spleen'] (names checked against the model later)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def build_parser():
     p = parser("suprem_predict", __doc__)
-    p.add_argument("-i", "--input", required=True, help="image file or folder of images (.nii.gz, .nii, .nrrd, .mha)")
+    p.add_argument("-i", "--input", required=True,
+                   help="image file, folder of images (.nii.gz, .nii, .nrrd, .mha) or folder of one DICOM series")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("-m", "--model", required=True,
                    help="model folder, checkpoint file, or zoo name (an imported model or released checkpoint)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto: CUDA when present (mixed precision), else CPU")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--mirror", dest="mirror", action="store_true", default=None,
                    help="test-time mirroring (default: on for CUDA, off for CPU)")
     g.add_argument("--no-mirror", dest="mirror", action="store_false")
     p.add_argument("--step-size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
-    p.add_argument("--per-class", action="store_true", help="also write one binary mask per class")
+    p.add_argument("--series-uid", default=None, help="the DICOM series to read when the folder holds several")
+    p.add_argument("--roi-subset", type=class_list, default=None, metavar="A,B,...",
+                   help="write only these classes (names or synonyms), e.g. liver,spleen")
+    p.add_argument("--fast", action="store_true",
+                   help="quick look: no window overlap, no mirroring, labels taken at the network's resolution "
+                        "and upsampled by nearest neighbour (released models: overlap 0.25)")
+    p.add_argument("--per-class", action="store_true", help="also write <case>/<class>.nii.gz binary masks")
+    p.add_argument("--statistics", action="store_true",
+                   help="per class volume (ml), mean/sd HU and voxel count: <case>_statistics.json and .csv")
+    p.add_argument("--preview", action="store_true", help="<case>_preview.png: axial, coronal, sagittal overlays")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="<case>.npz: float16 softmax on the network grid with its geometry and class names")
+    p.add_argument("--nnunet-data-path", action="store_true",
+                   help="use nnU-Net's own resampling and export (slower, more memory) instead of ours, for comparison")
     return p
 
 
@@ -30,10 +51,13 @@ def _main(args) -> int:
     if not 0 < args.step_size <= 1:
         raise ValueError(f"--step-size must be in (0, 1], got {args.step_size}")
     model, device = resolve_model(args.model), str(resolve_device(args.device))
+    extra = dict(roi_subset=args.roi_subset, fast=args.fast, statistics=args.statistics, preview=args.preview,
+                 save_probabilities=args.save_probabilities, series_uid=args.series_uid)
     if isinstance(model, str):  # released checkpoint: the paper's direct-inference protocol
-        written = predict_with_release(args.input, args.output, model, device, args.per_class)
+        written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
     else:
-        written = predict(args.input, args.output, model, device, args.mirror, args.step_size, args.per_class)
+        written = predict(args.input, args.output, model, device, args.mirror, args.step_size, args.per_class,
+                          fast_data_path=not args.nnunet_data_path, **extra)
     for f in written:
         print(f)
     return 0

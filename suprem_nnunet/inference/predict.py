@@ -5,10 +5,12 @@ weights_only=True) instead of nnunetv2's trainer-class search.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
@@ -16,8 +18,10 @@ import numpy as np
 import torch
 
 from ..dataset.raw import atomic_write_json, label_names
-from ..labels import canonical, host_of
 from ..training.checkpoint import TrainedModel, read_trained_model
+from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
+                      write_probabilities, write_statistics)
+from .preview import write_preview
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,23 @@ def check_readable(files: Sequence[str]) -> None:
             raise ValueError(f"{f}: cannot be read as an image ({str(e).strip().splitlines()[-1][:120]})") from None
         if r.GetDimension() != 3:
             raise ValueError(f"{f}: expected a 3D image, got {r.GetDimension()}D")
+        if str(f).lower().endswith((".nii", ".nii.gz")):
+            check_nifti_finite(f)
+        if r.GetNumberOfComponents() != 1:  # how SimpleITK reads a 4D NIfTI (time or channels) and RGB
+            raise ValueError(f"{f}: expected a 3D image with one value per voxel, got {r.GetNumberOfComponents()} "
+                             f"(a 4D or vector image)")
+
+
+def check_nifti_finite(path: Union[str, Path]) -> None:
+    """ValueError naming a float NIfTI that holds NaN or infinite values. SimpleITK's NIfTI reader turns
+    NaN into 0 silently, so this reads the voxels with nibabel (integer files are skipped: no NaN there)."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    if not np.issubdtype(img.get_data_dtype(), np.floating):
+        return
+    if not np.isfinite(np.asanyarray(img.dataobj)).all():
+        raise ValueError(f"{path}: the image holds NaN or infinite values")
 
 
 def build_network(model: TrainedModel) -> torch.nn.Module:
@@ -129,54 +150,137 @@ def build_network(model: TrainedModel) -> torch.nn.Module:
     return net
 
 
-def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union[str, Path, TrainedModel],
-            device: str = "cpu", mirror: Optional[bool] = None, step_size: float = 0.5,
-            per_class: bool = False) -> List[Path]:
-    """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written files.
+def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[bool] = None,
+                   step_size: float = 0.5, fast: bool = False, fast_data_path: bool = True):
+    """One `SupremPredictor` for a whole folder: network built and weights loaded once.
 
-    Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU.
-    With `per_class`, also `output_dir/<case>/<class>.nii.gz` binary masks; an organ's mask then
-    includes the voxels of tumours it hosts (e.g. liver includes liver_tumor).
-    """
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    `fast_data_path=False` gives nnU-Net's own data path (scipy/skimage resampling, full-resolution
+    probabilities, no body crop) inside the same predictor, for comparison."""
+    from contextlib import redirect_stdout
 
     from ..preprocessing.plans_manager import SupremPlansManager as PlansManager  # resolves a preset's RAS reader
+    from .fast_predictor import SupremPredictor
+
+    use_mirror, axes = mirroring(False if fast else mirror, device.type, model.mirror_axes)
+    pm = PlansManager(model.plans)
+    with redirect_stdout(io.StringIO()):  # nnU-Net prints its device notes
+        predictor = SupremPredictor(tile_step_size=1.0 if fast else step_size, use_gaussian=True,
+                                    use_mirroring=use_mirror, perform_everything_on_device=device.type == "cuda",
+                                    device=device, verbose=False, allow_tqdm=True,
+                                    fast_resampling=fast_data_path, chunked_export=fast_data_path,
+                                    body_crop=fast_data_path, nearest_export=fast)
+        predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
+                                        [model.state_dict], model.dataset_json, model.trainer_name, axes)
+    return predictor
+
+
+@dataclass
+class OutputOptions:
+    """What to write per case besides the multi-label map."""
+
+    per_class: bool = False
+    statistics: bool = False
+    preview: bool = False
+    save_probabilities: bool = False
+
+
+def resolve_inputs(inputs: Union[str, Path], num_channels: int, workdir: Path,
+                   series_uid: Optional[str] = None) -> Dict[str, List[str]]:
+    """{case: [channel files]}: an image file, a folder of images, or a folder holding a DICOM series
+    (converted into `workdir`, case named after the folder). ValueError / FileNotFoundError naming the path."""
+    from .dicom import dicom_series, series_to_nifti
+
+    p = Path(inputs)
+    if p.is_dir() and not any(f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")
+                              for f in p.iterdir() if f.is_file()):
+        if not dicom_series(p):
+            raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) and no DICOM series in this folder")
+        if num_channels != 1:
+            raise ValueError(f"{p}: the model takes {num_channels} channels; a DICOM series is one")
+        case = p.resolve().name
+        workdir.mkdir(parents=True, exist_ok=True)
+        return {case: [str(series_to_nifti(p, workdir / f"{case}_0000.nii.gz", series_uid))]}
+    if series_uid is not None:
+        raise ValueError(f"{p}: --series-uid given but this is not a folder of DICOM files")
+    return list_inputs(p, num_channels)
+
+
+def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union[str, Path, TrainedModel],
+            device: str = "cpu", mirror: Optional[bool] = None, step_size: float = 0.5,
+            per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
+            statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
+            series_uid: Optional[str] = None, fast_data_path: bool = True) -> List[Path]:
+    """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written label maps.
+
+    Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU. `roi_subset`: only
+    those classes are written (others become background). `fast`: no overlap between windows, no
+    mirroring, and the label map taken at the network's resolution and upsampled by nearest
+    neighbour. Per case, optionally: `<case>/<class>.nii.gz` binary masks (`per_class`; an organ's
+    mask includes the tumours it hosts), `<case>_statistics.json/.csv`, `<case>_preview.png`,
+    `<case>.npz` probabilities (format in `inference.outputs`). `classes.json`/`.csv` give the ids.
+    """
+    from tqdm import tqdm
 
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
+    names = label_names(m.dataset_json)
+    roi = validate_roi(roi_subset, names, str(m.path))
     dev = torch.device(device)
-    n_channels = len(m.dataset_json["channel_names"])
-    cases = list_inputs(inputs, n_channels)
-    check_readable([f for fl in cases.values() for f in fl])
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mirror, axes = mirroring(mirror, dev.type, m.mirror_axes)
-    pm = PlansManager(m.plans)
-    predictor = nnUNetPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirror,
-                                perform_everything_on_device=dev.type == "cuda", device=dev, verbose=False,
-                                allow_tqdm=True)
-    predictor.manual_initialization(build_network(m).to(dev), pm, pm.get_configuration(m.configuration),
-                                    [m.state_dict], m.dataset_json, m.trainer_name, axes)
+    ids = {n: i + 1 for i, n in enumerate(names)}
+    kept = {n: ids[n] for n in roi} if roi else ids
+    opts = OutputOptions(per_class, statistics, preview, save_probabilities)
     ending = m.dataset_json["file_ending"]
-    names = sorted(cases)
     tmp = out / f".tmp-{os.getpid()}"
-    tmp.mkdir(exist_ok=True)
-    try:  # predict into a temp folder, then move: no half-written prediction under the final name
-        predictor.predict_from_files_sequential([cases[c] for c in names], [str(tmp / c) for c in names],
-                                                save_probabilities=False, overwrite=True)
-        written = []
-        for c in names:
-            os.replace(tmp / f"{c}{ending}", out / f"{c}{ending}")
-            written.append(out / f"{c}{ending}")
+    written = []
+    try:  # everything goes to a temp folder first: no half-written file under a final name
+        tmp.mkdir(exist_ok=True)
+        cases = resolve_inputs(inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", series_uid)
+        check_readable([f for fl in cases.values() for f in fl])
+        predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path)
+        for c in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
+            res = predictor.predict_case(cases[c], probabilities=save_probabilities)
+            seg = keep_classes(res.segmentation, kept) if roi else res.segmentation
+            seg_tmp = tmp / f"{c}{ending}"
+            predictor.write_segmentation(seg, str(seg_tmp), res.properties)
+            if save_probabilities:
+                write_probabilities(out / f"{c}.npz", res.probabilities, ["background", *names],
+                                    list(range(len(names) + 1)), res.probability_geometry,
+                                    _read_image(cases[c][0]))
+            written.append(finish_case(c, seg_tmp, cases[c][0], kept, out, opts, ending))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    atomic_write_json(out / "dataset.json", {"labels": m.dataset_json["labels"], "file_ending": ending,
+    write_class_table(out, kept)
+    atomic_write_json(out / "dataset.json", {"labels": {"background": 0, **kept}, "file_ending": ending,
                                              "model": str(m.path)})
-    if per_class:
-        ids = {n: i + 1 for i, n in enumerate(label_names(m.dataset_json))}
-        for f in written:
-            write_class_masks(f, ids, out / case_name(f))
     log.info("wrote %d prediction(s) to %s", len(written), out)
     return written
+
+
+def _read_image(path: Union[str, Path]):
+    import SimpleITK as sitk
+
+    return sitk.ReadImage(str(path))
+
+
+def finish_case(case: str, seg_tmp: Path, image_file: str, class_ids: Mapping[str, int], out: Path,
+                opts: OutputOptions, ending: str = ".nii.gz") -> Path:
+    """Per-class masks, statistics and preview from the (temporary) label map, then the label map's rename."""
+    import SimpleITK as sitk
+
+    if opts.per_class:
+        write_class_masks(seg_tmp, class_ids, out / case)
+    if opts.statistics or opts.preview:
+        seg_img, image = sitk.ReadImage(str(seg_tmp)), _read_image(image_file)
+        if opts.statistics:
+            rows = class_statistics(sitk.GetArrayFromImage(seg_img), sitk.GetArrayFromImage(image),
+                                    seg_img.GetSpacing(), class_ids)
+            write_statistics(out, case, rows)
+        if opts.preview:
+            write_preview(image, seg_img, class_ids, out / f"{case}_preview.png", title=case)
+    final = out / f"{case}{ending}"
+    os.replace(seg_tmp, final)
+    return final
 
 
 def mirroring(requested: Optional[bool], device_type: str, allowed_axes: Optional[Sequence[int]]):
@@ -219,42 +323,53 @@ def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:
 
 
 def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path], name: str, device: str = "cpu",
-                         per_class: bool = False) -> List[Path]:
-    """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case."""
+                         per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
+                         statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
+                         series_uid: Optional[str] = None) -> List[Path]:
+    """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case.
+
+    Same outputs and options as `predict`; `fast` lowers the window overlap from the protocol's 0.75
+    to 0.25. Probabilities are not available (released heads give one sigmoid per class)."""
+    from tqdm import tqdm
+
     from ..zoo import load_released, predict_released
 
-    cases = list_inputs(inputs, 1)
-    check_readable([f for fl in cases.values() for f in fl])
+    if save_probabilities:
+        raise ValueError(f"{name}: --save-probabilities is not available for released checkpoints")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_released(name, map_location=device)
-    written = []
-    for case in sorted(cases):
-        f = out / f"{case}.nii.gz"
-        ids = predict_released(model, cases[case][0], f, device=device)
-        written.append(f)
-        if per_class:
-            write_class_masks(f, ids, out / case)
+    tmp = out / f".tmp-{os.getpid()}"
+    opts = OutputOptions(per_class, statistics, preview, False)
+    written, kept = [], {}
+    try:
+        tmp.mkdir(exist_ok=True)
+        cases = resolve_inputs(inputs, 1, tmp / "inputs", series_uid)
+        check_readable([f for fl in cases.values() for f in fl])
+        model = load_released(name, map_location=device)
+        names = list(getattr(model, "class_names", []) or [])
+        roi = validate_roi(roi_subset, names, name) if names else None
+        for case in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
+            f = tmp / f"{case}.nii.gz"
+            ids = predict_released(model, cases[case][0], f, device=device, overlap=0.25 if fast else None)
+            kept = {n: ids[n] for n in roi} if roi else dict(ids)
+            if roi:
+                _keep_in_file(f, kept)
+            sidecar = tmp / f"{case}.json"
+            if sidecar.is_file():
+                os.replace(sidecar, out / f"{case}.json")
+            written.append(finish_case(case, f, cases[case][0], kept, out, opts))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if kept:
+        write_class_table(out, kept)
     return written
 
 
-def write_class_masks(seg_file: Union[str, Path], class_ids: Mapping[str, int], folder: Union[str, Path]) -> None:
-    """One binary uint8 mask per class {name: label id}, same geometry as `seg_file`; organs include
-    the voxels of the tumours they host."""
+def _keep_in_file(seg_file: Path, class_ids: Mapping[str, int]) -> None:
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(seg_file))
-    arr = sitk.GetArrayFromImage(img)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    canon = {canonical(n): int(i) for n, i in class_ids.items()}
-    for name, lid in canon.items():
-        mask = arr == lid
-        for other, oid in canon.items():
-            if host_of(other) == name:
-                mask |= arr == oid
-        m = sitk.GetImageFromArray(mask.astype(np.uint8))
-        m.CopyInformation(img)
-        tmp = folder / f".tmp-{name}.nii.gz"
-        sitk.WriteImage(m, str(tmp), useCompression=True)
-        os.replace(tmp, folder / f"{name}.nii.gz")
+    arr = keep_classes(sitk.GetArrayFromImage(img), class_ids)
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(img)
+    sitk.WriteImage(new, str(seg_file), True)

@@ -1,0 +1,182 @@
+"""Side-by-side benchmarks of our data path and nnunetv2 2.8.1's defaults, in one process, same model and CT.
+
+`predict`: file -> label map. nnU-Net: `DefaultPreprocessor.run_case` -> `nnUNetPredictor.
+predict_logits_from_preprocessed_data` -> `convert_predicted_logits_to_segmentation_with_correct_shape`
+(what `predict_from_files_sequential` runs per case, without writing). Ours: `SupremPredictor.predict_case`.
+Same network, step size and mirroring on both sides. `preprocess`: `DefaultPreprocessor.run_case` with
+nnU-Net's configuration vs ours (torch resampling).
+
+The model is `IntensityBandNet` (fixed weights, smooth masks: class k where the smoothed HU lies in a
+30 HU band) plus a small seeded nnU-Net PlainConvUNet whose output is added at 1e-3 scale, so each patch
+costs a real network's forward pass. Peak memory: the process's peak RSS (VmHWM, reset before each run
+through /proc/self/clear_refs), minus the RSS before the run.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+REAL_CT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "totalseg_example_sm" / "ct.nii.gz"
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(fn: Callable[[], object]) -> Tuple[object, float, float]:
+    """(result, seconds, peak RSS growth in GiB) of fn()."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    except OSError:
+        pass
+    base = _rss_kib("VmRSS")
+    t = time.perf_counter()
+    out = fn()
+    sec = time.perf_counter() - t
+    return out, sec, max(0, _rss_kib("VmHWM") - base) / 2 ** 20
+
+
+def dice_per_class(a: np.ndarray, b: np.ndarray, num_classes: int) -> Dict[int, float]:
+    out = {}
+    for k in range(1, num_classes):
+        x, y = a == k, b == k
+        s = int(x.sum()) + int(y.sum())
+        if s:
+            out[k] = 2.0 * int((x & y).sum()) / s
+    return out
+
+
+def phantom_file(folder: Path, shape_zyx: Sequence[int], spacing_xyz=(0.8, 0.8, 1.0), num_classes: int = 33) -> Path:
+    import SimpleITK as sitk
+
+    from .reference_nets import band_phantom
+
+    hu, _ = band_phantom(shape_zyx, num_classes, seed=0)
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing(spacing_xyz)
+    f = folder / f"phantom_{'x'.join(map(str, shape_zyx))}.nii.gz"
+    sitk.WriteImage(img, str(f))
+    return f
+
+
+def benchmark_model(num_classes: int = 32, patch: int = 64, unet_features: int = 8):
+    from ..labels import ATLAS_CLASSES
+    from .reference_nets import band_model
+
+    names = [c if isinstance(c, str) else c.name for c in ATLAS_CLASSES][:num_classes]
+    return band_model(names, spacing=(1.5, 1.5, 1.5), patch=(patch,) * 3, unet_features=unet_features)
+
+
+def nnunet_predictor(model, mirror: bool, step: float):
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from .predict import build_network
+
+    with redirect_stdout(StringIO()):
+        p = nnUNetPredictor(tile_step_size=step, use_mirroring=mirror, device=torch.device("cpu"), allow_tqdm=False)
+    pm = PlansManager(model.plans)
+    p.manual_initialization(build_network(model), pm, pm.get_configuration(model.configuration), [model.state_dict],
+                            model.dataset_json, model.trainer_name, model.mirror_axes)
+    return p
+
+
+def run_nnunet(p, image: Path) -> np.ndarray:
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+    data, _, props = p.configuration_manager.preprocessor_class().run_case(
+        [str(image)], None, p.plans_manager, p.configuration_manager, p.dataset_json)
+    logits = p.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+    del data
+    return convert_predicted_logits_to_segmentation_with_correct_shape(logits, p.plans_manager, p.configuration_manager,
+                                                                       p.label_manager, props)
+
+
+def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[bool], step: float = 0.5,
+                  patch: int = 64, unet_features: int = 8) -> List[Dict]:
+    """cases: (name, image, also run nnU-Net). One row per case and mirroring setting."""
+    from .predict import make_predictor
+
+    model = benchmark_model(patch=patch, unet_features=unet_features)
+    rows = []
+    for mirror in mirrors:
+        ours = make_predictor(model, torch.device("cpu"), mirror=mirror, step_size=step)
+        ours.allow_tqdm = False
+        ref = nnunet_predictor(model, mirror, step)
+        for name, image, with_nnunet in cases:
+            row = {"benchmark": "predict", "case": name, "mirroring": mirror, "step": step, "classes": 32,
+                   "torch_threads": torch.get_num_threads()}
+            seg, row["ours_s"], row["ours_peak_gib"] = measure(lambda: ours.predict_case([str(image)]).segmentation)
+            if with_nnunet:
+                want, row["nnunet_s"], row["nnunet_peak_gib"] = measure(lambda: run_nnunet(ref, image))
+                d = dice_per_class(seg, want, 33)
+                row["min_dsc"] = round(min(d.values()), 4) if d else None
+                row["classes_compared"] = len(d)
+                row["masks_equal"] = bool(np.array_equal(seg, want))
+                row["time_ratio"] = round(row["ours_s"] / row["nnunet_s"], 3)
+                row["memory_ratio"] = round(row["ours_peak_gib"] / max(row["nnunet_peak_gib"], 1e-9), 3)
+                del want
+            del seg
+            rows.append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+            log.info("%s", rows[-1])
+    return rows
+
+
+def bench_preprocess(cases: Sequence[Tuple[str, Path]]) -> List[Dict]:
+    """nnU-Net's DefaultPreprocessor with nnU-Net's resampling vs with ours, same cases."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from .fast_predictor import FastConfigurationManager
+
+    model = benchmark_model(unet_features=0)
+    pm = PlansManager(model.plans)
+    cm = pm.get_configuration(model.configuration)
+    fast = FastConfigurationManager(cm.configuration)
+    rows = []
+    for name, image in cases:
+        pre = cm.preprocessor_class()
+        (ref, _, _), t_ref, m_ref = measure(lambda: pre.run_case([str(image)], None, pm, cm, model.dataset_json))
+        (got, _, _), t_got, m_got = measure(lambda: pre.run_case([str(image)], None, pm, fast, model.dataset_json))
+        rng = float(ref.max() - ref.min())
+        diff = np.abs(got - ref)
+        rows.append({"benchmark": "preprocess", "case": name, "shape": list(ref.shape[1:]), "nnunet_s": round(t_ref, 3),
+                     "ours_s": round(t_got, 3), "speedup": round(t_ref / t_got, 2),
+                     "nnunet_peak_gib": round(m_ref, 3), "ours_peak_gib": round(m_got, 3),
+                     "max_abs_diff_over_range": float(f"{diff.max() / rng:.2e}"),
+                     "mean_abs_diff_over_range": float(f"{diff.mean() / rng:.2e}")})
+        log.info("%s", rows[-1])
+        del ref, got, diff
+    return rows
+
+
+def default_cases(folder: Path, large_slices: int, nnunet_slices: int, real: Optional[Path] = None):
+    """[(name, file, run nnU-Net too)]: the real CT, a 512x512xN phantom nnU-Net can afford, and the large one."""
+    real = real or REAL_CT
+    cases = []
+    if real.is_file():
+        cases.append(("real CT 122x101x30 @3mm", real, True))
+    if nnunet_slices:
+        cases.append((f"phantom 512x512x{nnunet_slices}", phantom_file(folder, (nnunet_slices, 512, 512)), True))
+    if large_slices:
+        cases.append((f"phantom 512x512x{large_slices} (ours only)", phantom_file(folder, (large_slices, 512, 512)),
+                      False))
+    return cases
+
+
+def temp_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="suprem_bench_"))
