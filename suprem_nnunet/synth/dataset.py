@@ -30,7 +30,7 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
                          spacing: Sequence[float] = (5.0, 5.0, 5.0), orientation: str = "LPS",
                          seed: int = 0, raw_root: Optional[Path] = None, progress: bool = True,
                          noise_hu: float = 12.0, hu_offsets: Optional[Mapping[str, float]] = None,
-                         slice_thickness: Optional[float] = None, tumours_in_host: bool = False,
+                         slice_thickness: Optional[float] = None, tumours_in_host: bool = True,
                          seed_salt: Optional[str] = None, source: Optional[str] = None,
                          description: str = "suprem-nnunet synthetic CT phantoms",
                          synth_info: Optional[Mapping[str, Any]] = None) -> Path:
@@ -38,7 +38,7 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
 
     Structures not in `classes` are still drawn in the image but labelled background, as in a
     real dataset that does not annotate them (with `tumours_in_host`, an unlabelled tumour counts
-    as its organ). Case i uses seed `case_seed(seed, i, seed_salt)`, so a dataset is reproducible
+    as its organ, as real organ labels include their lesions; the default). Case i uses seed `case_seed(seed, i, seed_salt)`, so a dataset is reproducible
     and the train/test split never shares a case. `noise_hu`, `hu_offsets` and `slice_thickness`
     go to the generator; `source` tags the cases (dataset.json `case_sources`, kept by merge).
     """
