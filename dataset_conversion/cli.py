@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import List, Optional
 
+from suprem_nnunet.cli.common import stdout_closed
 from suprem_nnunet.paths import setup_environment
 
 from .errors import BadInputError, ConversionError
@@ -56,6 +57,15 @@ def _merge_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a closed pipe (`suprem_convert --list | head`) shows here, not at exit
+        return status
+    except BrokenPipeError:
+        return stdout_closed()
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
     setup_environment()
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -51,16 +51,33 @@ def positive_int(text: str) -> int:
     return v
 
 
+def stdout_closed() -> int:
+    """Exit status after the reader of stdout went away (`suprem_convert --list | head`): the rest of
+    the output is dropped quietly (stdout now points at /dev/null, so the flush at exit cannot fail
+    again) and the command counts as successful, the reader having taken what it wanted."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 0
+
+
 def run(main_fn: Callable[[argparse.Namespace], Optional[int]], p: argparse.ArgumentParser,
         argv: Optional[Sequence[str]] = None) -> int:
-    """Parse, set up logging and folders, run; user errors become one line on stderr and exit 1."""
+    """Parse, set up logging and folders, run; user errors become one line on stderr and exit 1;
+    a closed stdout (output piped into `head`) ends the command quietly."""
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("suprem_nnunet", "dataset_conversion"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     paths.setup_environment()
     try:
-        return int(main_fn(args) or 0)
+        status = int(main_fn(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return status
+    except BrokenPipeError:
+        return stdout_closed()
     except (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, RuntimeError) as e:
         if args.verbose or os.environ.get("SUPREM_DEBUG"):
             raise

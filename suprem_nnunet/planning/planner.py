@@ -6,9 +6,11 @@ batch size) and a `suprem` block in the plans that records the backbone and the 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Type
 
 import numpy as np
@@ -244,6 +246,18 @@ def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
                                                    "arch_override": arch_kwargs})
 
 
+def drop_unreadable_fingerprint(path: Path) -> None:
+    """nnU-Net reuses an existing fingerprint but writes it in place: delete one that a killed run
+    left truncated (not valid JSON), so that it is extracted again instead of failing to parse."""
+    if not path.is_file():
+        return
+    try:
+        json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        log.warning("%s: unreadable (left by an interrupted run?); extracting the fingerprint again", path)
+        path.unlink()
+
+
 def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: Sequence[str] = ("3d_fullres",),
                         caps: PlanningCaps = PlanningCaps(), num_processes: int = 2,
                         gpu_memory_gb: float = 24.0, verify: bool = True, preset: Optional[str] = None,
@@ -263,6 +277,7 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     from ..preprocessing.run import preprocess_dataset  # resolves the preset's RAS reader/writer
 
     dataset_id = convert_dataset_name_to_id(dataset)
+    drop_unreadable_fingerprint(paths.preprocessed_root() / dataset / "dataset_fingerprint.json")
     extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
                                 clean=clean, verbose=False)
     recipe, spacing = None, None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 from pathlib import Path
 from typing import List, Sequence, Union
@@ -30,6 +31,22 @@ class SupremPreprocessor(DefaultPreprocessor):
                  configuration_manager: ConfigurationManager, dataset_json: Union[dict, str]):
         return super().run_case(image_files, seg_file, as_suprem(plans_manager),
                                 as_suprem_configuration(configuration_manager), dataset_json)
+
+
+def complete_cases(data_dir: Path) -> List[str]:
+    """Cases of a preprocessed folder that were written completely. nnU-Net writes a case's arrays,
+    then its .pkl (in place, not atomically): a .pkl that unpickles marks a complete case, a
+    truncated one (a killed run) does not."""
+    done = []
+    for p in sorted(Path(data_dir).glob("*.pkl")):
+        try:
+            with open(p, "rb") as f:
+                pickle.load(f)
+        except Exception:  # truncated or damaged: pickle raises EOFError, UnpicklingError, ValueError, ...
+            log.info("%s: unreadable, the case will be preprocessed again", p)
+            continue
+        done.append(p.name[: -len(".pkl")])
+    return done
 
 
 def preprocess_dataset(dataset_id: int, plans_identifier: str, configurations: Sequence[str],

@@ -19,9 +19,10 @@ from .. import paths
 from ..dataset.raw import ANNOTATED_FILE, label_names, read_annotated_classes
 from ..labels import canonical
 from ..networks.registry import get_backbone
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, replace_durably, temp_checkpoint_path
 from .loss import PartialLabelDiceCELoss
 from .online_dice import masked_tp_fp_fn
+from .sampling import case_probabilities, case_sources, check_sample_by, draw_shares, set_sampling
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ class TrainingBudget:
 
 
 OPTIMIZERS = ("sgd", "adamw")
+#: marginal: the partial-label loss (loss.py); naive: every case taken as fully labelled, so an
+#: unannotated organ is taught as background (plain nnU-Net's Dice + CE; for comparison only)
+PARTIAL_LOSSES = ("marginal", "naive")
 #: SuPreM's AdamW recipe (MrGiovanni/SuPreM supervised_pretraining/train.py): lr 1e-4, weight decay
 #: 1e-5, linear warm-up (20 of 800 epochs) then cosine annealing
 ADAMW_LR = 1e-4
@@ -74,6 +78,15 @@ class SupremTrainer(nnUNetTrainer):
         self.warmup_epochs = 0
         self.partial_loss: Optional[PartialLabelDiceCELoss] = None
         self.annotated_channels: Dict[str, List[int]] = {}
+        self.partial_loss_mode = "marginal"  # see PARTIAL_LOSSES
+        self.sample_by = "case"  # see sampling.SAMPLE_BY
+
+    def configure_partial_labels(self, loss: str = "marginal", sample_by: str = "case") -> None:
+        """The partial-label loss (`marginal`, or `naive` for comparison) and how training cases are
+        drawn (`case`: nnU-Net's uniform draw, `source`, `class`; see sampling.py)."""
+        if loss not in PARTIAL_LOSSES:
+            raise ValueError(f"unknown --partial-loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
+        self.partial_loss_mode, self.sample_by = loss, check_sample_by(sample_by)
 
     # ------------------------------------------------------------------ configuration
     def apply_budget(self, budget: TrainingBudget) -> None:
@@ -167,9 +180,34 @@ class SupremTrainer(nnUNetTrainer):
         self.load_annotated_classes()
         super().on_train_start()
 
+    # ------------------------------------------------------------------ which cases the batches draw
+    def get_dataloaders(self):
+        """nnU-Net's loaders; with `sample_by` source or class, the training loader draws its cases
+        with the weights of sampling.py instead of uniformly."""
+        train_gen, val_gen = super().get_dataloaders()
+        if self.sample_by != "case":
+            keys = [str(k) for k in self.do_split()[0]]
+            if self.sample_by == "source":
+                groups = {k: [s] for k, s in case_sources(self.dataset_json, keys).items()}
+                p = case_probabilities(keys, "source", sources={k: g[0] for k, g in groups.items()})
+            else:
+                everything = range(1, len(self.class_names) + 1)  # no annotated_classes.json: all
+                groups = {k: [self.class_names[c - 1] for c in self.annotated_channels.get(k, everything)]
+                          for k in keys}
+                p = case_probabilities(keys, "class", annotated=groups)
+            set_sampling(train_gen, dict(zip(keys, p)))
+            shares = ", ".join(f"{g} {v:.1%}" for g, v in draw_shares(keys, p, groups).items())
+            self.print_to_log_file(f"sampling by {self.sample_by}: expected share of draws per "
+                                   f"{self.sample_by}: {shares}")
+        return train_gen, val_gen
+
+    def _loss_mask(self, keys: Sequence[str]) -> Optional[torch.Tensor]:
+        """The loss's annotated mask: the cases' annotated classes, or None (all) for the naive loss."""
+        return None if self.partial_loss_mode == "naive" else self._annotated_mask(keys)
+
     def train_step(self, batch: dict) -> dict:
         if self.partial_loss is not None:
-            self.partial_loss.set_annotated(self._annotated_mask(batch["keys"]))
+            self.partial_loss.set_annotated(self._loss_mask(batch["keys"]))
         return super().train_step(batch)
 
     def validation_step(self, batch: dict) -> dict:
@@ -179,7 +217,7 @@ class SupremTrainer(nnUNetTrainer):
         if self.partial_loss is None:
             return super().validation_step(batch)
         mask = self._annotated_mask(batch["keys"])
-        self.partial_loss.set_annotated(mask)
+        self.partial_loss.set_annotated(self._loss_mask(batch["keys"]))
         if mask is None:  # fully labelled: nnU-Net's counts are already right
             return super().validation_step(batch)
         outputs = []
@@ -201,6 +239,19 @@ class SupremTrainer(nnUNetTrainer):
             decoder.deep_supervision = enabled
 
     # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint (latest, best and final alike), written to a temporary file in the same
+        folder, flushed to disk and renamed: a kill mid-write leaves the previous file (or none) under
+        `filename`, never a truncated one."""
+        target = Path(filename)
+        tmp = temp_checkpoint_path(target)
+        try:
+            super().save_checkpoint(str(tmp))
+            if tmp.is_file():  # nothing is written on DDP ranks > 0 or with checkpointing disabled
+                replace_durably(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         """Resume from a checkpoint, read with weights_only=True (nnunetv2 2.8.1 unpickles freely and
         mishandles a dict argument, so the state restoration is done here)."""
@@ -231,6 +282,7 @@ class SupremTrainer(nnUNetTrainer):
              "epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
              "optimizer": self.optimizer_name, "initial_lr": self.initial_lr, "weight_decay": self.weight_decay,
              "lr_schedule": self.lr_schedule, "warmup_epochs": self.warmup_epochs,
+             "partial_loss": self.partial_loss_mode, "sample_by": self.sample_by,
              "class_names": self.class_names, **info}
         Path(self.output_folder).mkdir(parents=True, exist_ok=True)
         (Path(self.output_folder) / "run_info.json").write_text(json.dumps(d, indent=2) + "\n")

@@ -3,18 +3,29 @@
 A model folder is nnU-Net's: `<results>/<Dataset>/<Trainer>__<plans>__<configuration>/` holding
 `plans.json`, `dataset.json` and `fold_<f>/checkpoint_{final,best,latest}.pth`. A checkpoint carries
 its own plans and dataset.json (`init_args`), so one file is enough to predict or fine-tune.
+
+Checkpoints are written to `.tmp-<pid>-<name>` in the same folder, flushed to disk and renamed
+(`SupremTrainer.save_checkpoint`), so a kill never leaves a truncated file under a checkpoint's
+name; resuming still skips a file it cannot read (one written by another tool, a damaged disk).
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
 from ..dataset.raw import label_names
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
+#: candidates for resuming; the one with the most epochs wins, ties in this order
+RESUME_NAMES = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+TEMP_PREFIX = ".tmp-"
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict:
@@ -25,6 +36,58 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return ckpt
+
+
+def temp_checkpoint_path(path: Union[str, Path]) -> Path:
+    """Where `path` is written before it is renamed into place (same folder, so the rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Flush `tmp` to disk, rename it to `path` (atomic on POSIX) and flush the folder entry."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a folder (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_temp_checkpoints(folder: Union[str, Path]) -> None:
+    """Delete temporary checkpoint files a killed run left in a fold folder."""
+    for p in Path(folder).glob(f"{TEMP_PREFIX}*-checkpoint_*.pth"):
+        log.info("removing %s, left by an interrupted checkpoint write", p)
+        p.unlink(missing_ok=True)
+
+
+def read_resume_checkpoint(folder: Union[str, Path],
+                           map_location: Union[str, torch.device] = "cpu") -> Optional[Tuple[Path, Dict]]:
+    """(path, checkpoint) to resume training in fold folder `folder` from: among checkpoint_final,
+    _latest and _best the readable one with the most epochs (ties: that order); None when there is
+    none. A file that cannot be read (truncated, not a checkpoint) is skipped with a warning."""
+    best: Optional[Tuple[Path, Dict]] = None
+    for name in RESUME_NAMES:
+        path = Path(folder) / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = load_checkpoint(path, map_location)
+            epoch = int(ckpt["current_epoch"])
+        except (ValueError, KeyError, TypeError) as e:  # CheckpointError is a ValueError
+            reason = f"no {e} entry" if isinstance(e, KeyError) else (str(e).splitlines() or [type(e).__name__])[0]
+            log.warning("%s: skipped for resuming, it cannot be read (%s)", path, reason)
+            continue
+        if best is None or epoch > int(best[1]["current_epoch"]):
+            best = (path, ckpt)
+    return best
 
 
 @dataclass

@@ -20,6 +20,8 @@ import torch
 from .. import paths
 from ..dataset.raw import atomic_write_json, copy_annotated_classes, label_names
 from ..networks.registry import get_backbone
+from ..planning.planner import drop_unreadable_fingerprint
+from ..preprocessing.run import complete_cases
 from .base import SupremTrainer, TrainingBudget, unwrap
 from .checkpoint import TrainedModel, read_trained_model
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
@@ -189,6 +191,7 @@ def prepare_target(target: str, plans: dict, configuration: str, num_processes: 
 
     raw, pre = paths.raw_root() / target, paths.preprocessed_root() / target
     dataset_id = convert_dataset_name_to_id(target)
+    drop_unreadable_fingerprint(pre / "dataset_fingerprint.json")
     if not (pre / "dataset_fingerprint.json").is_file():
         extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
                                     clean=True, verbose=False)
@@ -199,7 +202,7 @@ def prepare_target(target: str, plans: dict, configuration: str, num_processes: 
     data_dir = pre / plans["configurations"][configuration]["data_identifier"]
     n_cases = json.loads((raw / "dataset.json").read_text())["numTraining"]
     up_to_date = (plans_file.is_file() and json.loads(plans_file.read_text()) == plans and data_dir.is_dir()
-                  and len({p.name.split(".")[0] for p in data_dir.glob("*.pkl")}) == n_cases)
+                  and len(complete_cases(data_dir)) == n_cases)
     if up_to_date:
         log.info("%s is already preprocessed with %s", target, plans["plans_name"])
         return

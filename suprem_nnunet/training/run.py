@@ -11,8 +11,11 @@ import torch
 
 from .. import paths
 from .base import SupremTrainer, TrainingBudget
+from .checkpoint import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoints
 
 log = logging.getLogger(__name__)
+
+FINAL = "checkpoint_final.pth"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -65,19 +68,25 @@ def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: st
 
 def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, validate: bool = False,
           **run_info) -> Path:
-    """Train (resuming from checkpoint_latest / final if present); returns the fold folder."""
+    """Train, resuming from the most advanced readable checkpoint (final, latest or best; an
+    unreadable one is skipped with a warning), or from scratch with `resume=False`; returns the fold folder."""
     trainer.apply_budget(budget)
     out = Path(trainer.output_folder)
-    latest, final = out / "checkpoint_latest.pth", out / "checkpoint_final.pth"
-    if resume and (latest.is_file() or final.is_file()):
-        ckpt = latest if latest.is_file() else final
-        trainer.load_checkpoint(str(ckpt))
-        log.info("resuming from %s at epoch %d of %d", ckpt, trainer.current_epoch, trainer.num_epochs)
-    elif not resume:
-        for f in (latest, final):
-            f.unlink(missing_ok=True)
+    remove_temp_checkpoints(out)
+    resumed_from = None
+    if resume:
+        found = read_resume_checkpoint(out)
+        if found is not None:
+            resumed_from, ckpt = found
+            trainer.load_checkpoint(ckpt)
+            log.info("resuming from %s at epoch %d of %d", resumed_from, trainer.current_epoch, trainer.num_epochs)
+        elif any((out / n).is_file() for n in RESUME_NAMES):
+            log.warning("%s: no readable checkpoint to resume from; training starts from scratch", out)
+    else:
+        for n in RESUME_NAMES:
+            (out / n).unlink(missing_ok=True)
     trainer.write_run_info(**run_info)
-    if trainer.current_epoch < trainer.num_epochs or not final.is_file():
+    if trainer.current_epoch < trainer.num_epochs or resumed_from is None or resumed_from.name != FINAL:
         trainer.run_training()
     else:
         log.info("%s is already trained for %d epochs; nothing to do", out, trainer.num_epochs)

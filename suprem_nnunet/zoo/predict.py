@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -22,6 +23,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from ..dataset.raw import atomic_write_bytes
 from ..labels import BY_NAME, atlas_id
 
 log = logging.getLogger(__name__)
@@ -160,11 +162,16 @@ def predict_released(model: Union[nn.Module, PathLike], input_file: PathLike, ou
     out_img = sitk.Resample(lab_img, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     out = Path(output_file)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(out_img, str(out), True)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")  # no half-written prediction under the final name
+    try:
+        sitk.WriteImage(out_img, str(tmp), True)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     sidecar = out.with_name(out.name.split(".")[0] + ".json")
     protocol = {"overlap": overlap, "threshold": threshold, "largest_component": keep_largest,
                 "spacing": preset["spacing"], "clip": preset["intensity"]["clip"]}
-    sidecar.write_text(json.dumps({"labels": mapping, "source_model": getattr(model, "source", None),
-                                   "protocol": protocol}, indent=1))
+    atomic_write_bytes(sidecar, json.dumps({"labels": mapping, "source_model": getattr(model, "source", None),
+                                            "protocol": protocol}, indent=1).encode())
     log.info("%s -> %s (%d classes)", src, out, len(names))
     return mapping
