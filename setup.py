@@ -10,6 +10,9 @@ COMMANDS = {
     "suprem_demo": "suprem_nnunet.cli.demo:main",
     "suprem_convert": "dataset_conversion.cli:main",
     "suprem_zoo": "suprem_nnunet.cli.zoo:main",
+    "suprem_experiment": "suprem_nnunet.cli.experiment:main",
+    "suprem_review": "suprem_nnunet.cli.review:main",
+    "suprem_classify": "suprem_nnunet.cli.classify:main",
 }
 
 setup(
@@ -22,7 +25,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["suprem_nnunet", "suprem_nnunet.*", "dataset_conversion",
                                     "dataset_conversion.*", "plans"]),
-    package_data={"suprem_nnunet": ["zoo/*.json"], "plans": ["*.json"]},
+    package_data={"suprem_nnunet": ["zoo/*.json", "experiments/protocols/*.json"], "plans": ["*.json"]},
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",
@@ -32,6 +35,7 @@ setup(
         "batchgenerators>=0.25",
         "numpy",
         "scipy",
+        "scikit-learn",
         "scikit-image",
         "acvl-utils",
         "matplotlib",

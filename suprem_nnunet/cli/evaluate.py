@@ -9,8 +9,8 @@ from .common import parser, run
 
 def build_parser():
     p = parser("suprem_evaluate", __doc__)
-    p.add_argument("pred_dir", help="folder of predicted label maps")
-    p.add_argument("gt_dir", help="folder of ground-truth label maps (same case names)")
+    p.add_argument("pred_dir", nargs="?", help="folder of predicted label maps")
+    p.add_argument("gt_dir", nargs="?", help="folder of ground-truth label maps (same case names)")
     p.add_argument("-o", "--output", default=None, help="where to write metrics.csv / metrics.json (default: PRED_DIR)")
     p.add_argument("--tolerance", type=float, default=2.0, help="NSD surface tolerance in mm")
     p.add_argument("--pred-labels", default=None,
@@ -20,10 +20,32 @@ def build_parser():
                    help="dataset.json naming the ground truth's labels (default: next to GT_DIR)")
     p.add_argument("--dataset-json", default=None,
                    help="one dataset.json naming the labels of both folders (when they share ids)")
+    p.add_argument("--classification", nargs=2, metavar=("SCORES", "LABELS"), default=None,
+                   help="instead: evaluate sub-type scores (scores.csv of suprem_classify) against case labels: "
+                        "one-vs-rest ROC, AUC with DeLong 95%% CI, Youden and 95%%-specificity points, confusion "
+                        "matrix, roc.png (into -o, default: next to SCORES)")
+    p.add_argument("--baseline-scores", default=None, metavar="SCORES",
+                   help="with --classification: a second arm (e.g. from scratch) drawn on the same ROC plots and "
+                        "compared by DeLong's paired test")
+    p.add_argument("--arm-names", default="pre-trained,scratch", help="with --classification: names of the two arms")
     return p
 
 
 def _main(args) -> int:
+    if args.classification:
+        from ..classification.evaluate import evaluate_arms, format_results
+
+        scores, labels = args.classification
+        names = [n.strip() for n in args.arm_names.split(",")]
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            raise ValueError(f"--arm-names needs two different names separated by a comma, got {args.arm_names!r}")
+        arms = {names[0]: scores, **({names[1]: args.baseline_scores} if args.baseline_scores else {})}
+        from pathlib import Path
+
+        print(format_results(evaluate_arms(arms, labels, args.output or Path(scores).parent)))
+        return 0
+    if args.pred_dir is None or args.gt_dir is None:
+        raise ValueError("give PRED_DIR and GT_DIR (segmentation) or --classification SCORES LABELS")
     from ..evaluation.class_matching import format_mapping
     from ..evaluation.evaluate import evaluate_folders, format_summary
 

@@ -6,12 +6,14 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from .. import paths
 from ..dataset.raw import dataset_name, write_annotated_classes, write_dataset_json, write_image
 from ..labels import canonical_labels
 from .phantom import PHANTOM_CLASSES, PhantomGenerator
+from .subtype_lesion import PANCREAS_LESION_SUBTYPES, SUBTYPE_SEG_CLASSES, check_subtype_options
 from .profiles import SourceProfile
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
                          slice_thickness: Optional[float] = None, tumours_in_host: bool = True,
                          seed_salt: Optional[str] = None, source: Optional[str] = None,
                          description: str = "suprem-nnunet synthetic CT phantoms",
-                         synth_info: Optional[Mapping[str, Any]] = None) -> Path:
+                         synth_info: Optional[Mapping[str, Any]] = None,
+                         pancreas_lesions: Optional[Sequence[str]] = None, difficulty: float = 0.5) -> Path:
     """Write `DatasetNNN_name` with `num_train` + `num_test` phantoms labelling `classes`.
 
     Structures not in `classes` are still drawn in the image but labelled background, as in a
@@ -41,15 +44,24 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
     as its organ, as real organ labels include their lesions; the default). Case i uses seed `case_seed(seed, i, seed_salt)`, so a dataset is reproducible
     and the train/test split never shares a case. `noise_hu`, `hu_offsets` and `slice_thickness`
     go to the generator; `source` tags the cases (dataset.json `case_sources`, kept by merge).
+    `pancreas_lesions` (one sub-type or "none" per case, train cases first) draws pancreatic lesions
+    of those sub-types at `difficulty` and writes `case_labels.csv`; `classes` may then name the
+    sub-types' segmentation classes (`SUBTYPE_SEG_CLASSES`).
     """
     names = canonical_labels(classes)
-    unknown = [c for c in names if c not in PHANTOM_CLASSES]
+    drawable = PHANTOM_CLASSES + (tuple(SUBTYPE_SEG_CLASSES.values()) if pancreas_lesions is not None else ())
+    unknown = [c for c in names if c not in drawable]
     if unknown:
         raise ValueError(f"the phantom does not draw {unknown}; it draws: {', '.join(PHANTOM_CLASSES)}")
     if num_train < 1 or num_test < 0:
         raise ValueError("need at least one training case and a non-negative number of test cases")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if pancreas_lesions is not None:
+        if len(pancreas_lesions) != num_train + num_test:
+            raise ValueError(f"{len(pancreas_lesions)} pancreatic lesion sub-types for {num_train + num_test} cases")
+        for lesion in set(pancreas_lesions):
+            check_subtype_options(lesion, difficulty)
     folder = Path(raw_root or paths.raw_root()) / dataset_name(dataset_id, name)
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -58,12 +70,16 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
     seeds = {}
     for i, (case, split) in enumerate(tqdm(cases, desc=f"phantoms {folder.name}", disable=not progress)):
         seeds[case] = case_seed(seed, i, seed_salt)
+        lesion = {} if pancreas_lesions is None else {"pancreas_lesion": pancreas_lesions[i], "difficulty": difficulty}
         ph = PhantomGenerator(seeds[case])(shape, spacing, orientation, noise_hu=noise_hu, hu_offsets=hu_offsets,
-                                           slice_thickness=slice_thickness)
+                                           slice_thickness=slice_thickness, **lesion)
         geo = (ph.spacing, ph.origin, ph.direction)
         write_image(folder / f"images{split}" / f"{case}_0000.nii.gz", ph.image, *geo)
         write_image(folder / f"labels{split}" / f"{case}.nii.gz", ph.label_map(names, tumours_in_host), *geo)
     write_annotated_classes(folder, {c: names for c, _ in cases})
+    if pancreas_lesions is not None:
+        write_case_labels(folder / CASE_LABELS_FILE, {c: pancreas_lesions[i] for i, (c, _) in enumerate(cases)})
+        synth_info = {**(synth_info or {}), "pancreas_lesion_difficulty": difficulty}
     extra: Dict[str, Any] = {}
     if source is not None:
         extra["case_sources"] = {c: {"source": source, "source_id": f"seed-{seeds[c]}", "split": "train",
@@ -92,3 +108,42 @@ def make_profile_dataset(dataset_id: int, profile: SourceProfile, num_train: int
                                                       f"{profile.description}",
         synth_info={"profile": profile.name, "phase": profile.phase, "slice_thickness": profile.slice_thickness,
                     "noise_hu": profile.noise_hu})
+
+
+#: Case-level labels next to the nnU-Net raw layout: a CSV with a header `case,subtype`, one row per
+#: case (read and validated by `suprem_nnunet.classification.data`).
+CASE_LABELS_FILE = "case_labels.csv"
+
+
+def write_case_labels(path: Path, labels: Mapping[str, str]) -> None:
+    """`case,subtype` rows (written to a temporary name, then renamed)."""
+    from ..dataset.raw import atomic_write_bytes
+
+    text = "case,subtype\n" + "".join(f"{c},{s}\n" for c, s in labels.items())
+    atomic_write_bytes(path, text.encode())
+
+
+def balanced_subtypes(n: int, seed: int, subtypes: Sequence[str] = ("none", *PANCREAS_LESION_SUBTYPES)) -> list:
+    """`n` sub-types, as equal in number as `n` allows, in a seeded random order."""
+    out = [subtypes[i % len(subtypes)] for i in range(n)]
+    np.random.default_rng([seed, 7]).shuffle(out)
+    return out
+
+
+def make_subtype_dataset(dataset_id: int, name: str = "PancreasSubtypes", num_train: int = 24, num_test: int = 24,
+                         difficulty: float = 0.5, label_as: str = "subtype", shape: Sequence[int] = (48, 48, 48),
+                         spacing: Sequence[float] = (5.0, 5.0, 5.0), seed: int = 0, raw_root: Optional[Path] = None,
+                         progress: bool = True) -> Path:
+    """Phantoms with pancreatic lesions of the three sub-types plus lesion-free cases (balanced in
+    train and in test separately) and their `case_labels.csv`. The label maps hold the pancreas and
+    the lesion: as its sub-type's novel class (`label_as="subtype"`, the segmentation route's
+    target) or as `pancreas_tumor` (`"tumor"`: a pre-training set that knows lesions, not sub-types)."""
+    if label_as not in ("subtype", "tumor"):
+        raise ValueError(f"label_as must be 'subtype' or 'tumor', got {label_as!r}")
+    lesions = balanced_subtypes(num_train, seed) + balanced_subtypes(num_test, seed + 1)
+    classes = ["pancreas", *(SUBTYPE_SEG_CLASSES[s] for s in PANCREAS_LESION_SUBTYPES)] if label_as == "subtype" \
+        else ["pancreas", "pancreas_tumor"]
+    return make_phantom_dataset(dataset_id, name, classes, num_train, num_test, shape, spacing, seed=seed,
+                                raw_root=raw_root, progress=progress, pancreas_lesions=lesions,
+                                difficulty=difficulty,
+                                description="suprem-nnunet phantoms with pancreatic lesions of three sub-types")

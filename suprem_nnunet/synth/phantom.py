@@ -13,6 +13,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from .subtype_lesion import (PANCREAS_LESION_SUBTYPES, SUBTYPE_SEG_CLASSES, check_subtype_options,  # noqa: F401
+                             paint_subtype_lesion)
+
 #: Structures the phantom draws (the label order of `--classes all`). Painting order is that of
 #: `PhantomGenerator._anatomy` (later structures occlude earlier ones; tumours last, inside their host).
 PHANTOM_CLASSES: Tuple[str, ...] = (
@@ -45,6 +48,7 @@ class Phantom:
     origin: Tuple[float, float, float]
     direction: np.ndarray  # 3x3, columns are the voxel axes in LPS
     hosts: Dict[str, str] = field(default_factory=dict)  # tumour drawn -> the organ structure holding it
+    pancreas_lesion: Optional[str] = None  # sub-type drawn as `pancreas_tumor` ("none": lesion-free); None: legacy
 
     def label_map(self, classes: Sequence[str], tumours_in_host: bool = False) -> np.ndarray:
         """uint8 label map with `classes[i]` -> i + 1; other structures are background.
@@ -59,6 +63,9 @@ class Phantom:
             for tumour, host in self.hosts.items():
                 if tumour not in classes and host in classes:
                     out[self.masks[tumour]] = classes.index(host) + 1
+        seg_class = SUBTYPE_SEG_CLASSES.get(self.pancreas_lesion or "")
+        if seg_class is not None and seg_class in classes:  # a sub-type lesion labelled by its sub-type
+            out[self.masks["pancreas_tumor"]] = classes.index(seg_class) + 1
         return out
 
 
@@ -174,13 +181,19 @@ class PhantomGenerator:
     # ------------------------------------------------------------------ sampling
     def __call__(self, shape: Sequence[int] = (64, 64, 64), spacing: Sequence[float] = (5.0, 5.0, 5.0),
                  orientation: str = "LPS", noise_hu: float = 12.0, hu_offsets: Optional[Mapping[str, float]] = None,
-                 slice_thickness: Optional[float] = None) -> Phantom:
+                 slice_thickness: Optional[float] = None, pancreas_lesion: Optional[str] = None,
+                 difficulty: float = 0.5) -> Phantom:
         """Sample a case on a grid of `shape` (x, y, z) voxels of `spacing` mm in `orientation`.
 
         `hu_offsets` ({structure: HU}) shifts structures' attenuation from the base values (about
         portal-venous contrast), e.g. for another contrast phase. `slice_thickness` (mm) blurs along
         the patient's z axis as a slice of that thickness does (a box profile on top of the ~2 mm
         in-plane blur); None keeps the isotropic blur.
+
+        `pancreas_lesion` ("pdac", "cyst", "pannet" or "none") replaces the generic pancreatic tumour
+        by a lesion of that sub-type (mask `pancreas_tumor`), or by none; `difficulty` in [0, 1] moves
+        the sub-types' intensity, texture and margin towards one another (see `subtype_lesion.py`).
+        None (the default) keeps the legacy phantom, identical for every seed.
         """
         shape = tuple(int(v) for v in shape)
         spacing = tuple(float(v) for v in spacing)
@@ -194,6 +207,8 @@ class PhantomGenerator:
         unknown = sorted(set(offsets) - set(PHANTOM_CLASSES))
         if unknown:
             raise ValueError(f"HU offsets name structures the phantom does not draw: {', '.join(unknown)}")
+        if pancreas_lesion is not None:
+            check_subtype_options(pancreas_lesion, difficulty)
         d = direction_from_code(orientation)
         ext = np.array(spacing) * (np.array(shape) - 1)
         origin = -d @ (ext / 2)
@@ -224,6 +239,8 @@ class PhantomGenerator:
 
         masks: Dict[str, np.ndarray] = {}
         anatomy = self._anatomy()
+        if pancreas_lesion is not None:  # the generic tumour makes way for the sub-type lesion
+            anatomy = [sh for sh in anatomy if sh.name != "pancreas_tumor"]
         for sh in anatomy:
             rel = np.stack([x - sh.center[0], y - sh.center[1], z - sh.center[2]], 0)
             local = np.tensordot(sh.rotation.T, rel, axes=1)
@@ -250,6 +267,10 @@ class PhantomGenerator:
                 hu[air] = -900.0
         for name in PHANTOM_CLASSES:
             masks.setdefault(name, np.zeros(grid_shape, bool))
+        if pancreas_lesion not in (None, "none"):
+            pancreas = next(sh for sh in anatomy if sh.name == "pancreas")
+            paint_subtype_lesion(hu, masks, (x, y, z), spacing, body, pancreas, pancreas_lesion, difficulty,
+                                 np.random.default_rng([self.seed, 3]), offsets.get("pancreas_tumor", 0.0))
         sigma = [0.6 * 3.0 / max(sp, 1.0) for sp in spacing[::-1]]  # partial volume, ~2 mm blur
         if slice_thickness is not None:
             a = int(np.argmax(np.abs(d[2])))  # the voxel axis along the patient's z
@@ -259,7 +280,9 @@ class PhantomGenerator:
         hu += rng.normal(0, noise_hu, grid_shape).astype(np.float32)
         image = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
         hosts = {sh.name: sh.host for sh in anatomy if sh.host is not None}
-        return Phantom(image, masks, spacing, tuple(float(v) for v in origin), d, hosts)
+        if pancreas_lesion not in (None, "none"):
+            hosts["pancreas_tumor"] = "pancreas"
+        return Phantom(image, masks, spacing, tuple(float(v) for v in origin), d, hosts, pancreas_lesion)
 
     def _smooth_field(self, shape: Tuple[int, ...], amplitude: float, coarse: int = 5) -> np.ndarray:
         """Low-frequency random field in [-amplitude, amplitude] (order-1 upsampling of a coarse grid)."""

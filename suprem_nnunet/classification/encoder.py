@@ -1,0 +1,80 @@
+"""The encoder of a pre-trained segmentation network, as a feature extractor.
+
+`ENCODER_FEATURES` says, per registered backbone, how to run only the encoder of the network the
+backbone's adapter builds and which feature map to take: the deepest one (the bottleneck), whose
+channels the classification head pools. The tensors it uses are those the registry lists as the
+backbone's `encoder_keys`; `load_encoder_weights` copies exactly those from a checkpoint and says
+in one line when they do not fit.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping
+
+import torch
+from torch import nn
+
+from ..networks.registry import get_backbone
+
+
+def _plain_unet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:  # nnU-Net PlainConvUNet / ResidualEncoderUNet
+    return net.encoder(x)[-1]
+
+
+def _suprem_unet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    net.check_patch_size(x.shape[2:])
+    s = net.down_tr64(x)
+    s = net.down_tr128(net.pool(s))
+    s = net.down_tr256(net.pool(s))
+    return net.down_tr512(net.pool(s))
+
+
+def _segresnet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return net.encode(x)[0]
+
+
+def _swinunetr(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    net.check_patch_size(x.shape[2:])
+    return net.encoder10(net.swinViT(x, net.normalize)[4])
+
+
+#: backbone name -> f(network, input) giving the deepest encoder feature map (B, C, ...)
+ENCODER_FEATURES: Dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
+    "nnunet": _plain_unet, "resenc": _plain_unet, "unet": _suprem_unet, "segresnet": _segresnet,
+    "swinunetr": _swinunetr,
+}
+
+
+def encoder_features(backbone: str, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The deepest encoder feature map of `net` (a `backbone` network) for input `x`."""
+    get_backbone(backbone)  # unknown name: one line listing the choices
+    if backbone not in ENCODER_FEATURES:
+        raise ValueError(f"backbone {backbone!r} has no encoder feature extractor for classification")
+    return ENCODER_FEATURES[backbone](net, x)
+
+
+def encoder_state(backbone: str, state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The tensors of `state_dict` under the backbone's encoder keys."""
+    keys = get_backbone(backbone).encoder_keys
+    return {k: v for k, v in state_dict.items() if k.startswith(keys)}
+
+
+def load_encoder_weights(net: nn.Module, backbone: str, state_dict: Mapping[str, torch.Tensor], source: str) -> int:
+    """Copy the encoder tensors of `state_dict` into `net`; returns how many. ValueError (one line,
+    naming `source`) when the checkpoint lacks an encoder tensor of `net` or one has another shape."""
+    own = encoder_state(backbone, net.state_dict())
+    given = encoder_state(backbone, state_dict)
+    missing = sorted(k for k in own if k not in given)
+    wrong = sorted(k for k in own if k in given and tuple(given[k].shape) != tuple(own[k].shape))
+    if not own:
+        raise ValueError(f"{source}: the {backbone} network has no tensor under its encoder keys")
+    if missing or wrong:
+        first = missing[0] if missing else wrong[0]
+        detail = ("missing" if missing else
+                  f"shape {tuple(given[first].shape)} where the network has {tuple(own[first].shape)}")
+        raise ValueError(f"{source}: its encoder does not fit the {backbone} network the classifier builds "
+                         f"({len(missing)} encoder tensor(s) missing, {len(wrong)} of another shape; "
+                         f"first: {first} {detail})")
+    sd = net.state_dict()
+    sd.update({k: given[k].to(sd[k].dtype) for k in own})
+    net.load_state_dict(sd)
+    return len(own)

@@ -1,0 +1,127 @@
+"""Encoder + head on every backbone, checkpoint errors, and train -> predict -> evaluate through the CLIs
+on tiny phantoms with a tiny nnU-Net checkpoint."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from suprem_nnunet.classification.encoder import ENCODER_FEATURES, load_encoder_weights
+from suprem_nnunet.classification.model import EncoderSpec, build_network, load_classifier, make_classifier
+from suprem_nnunet.classification.data import SUBTYPES
+from suprem_nnunet.networks.registry import BACKBONES
+
+
+def test_every_backbone_has_an_encoder_extractor():
+    assert set(ENCODER_FEATURES) == set(BACKBONES)
+
+
+@pytest.mark.parametrize("backbone", ["unet"])  # segresnet: same path, but importing MONAI costs ~20 s here
+def test_release_style_encoder_and_head(backbone, one_torch_thread):
+    """A zoo release has no plans: the adapter is built from its arch kwargs; only encoder tensors load."""
+    from suprem_nnunet.networks import network_class
+
+    kw = BACKBONES[backbone].test_arch_kwargs
+    release = network_class(backbone)(input_channels=1, num_classes=5, **kw)
+    spec = EncoderSpec(backbone, "release.pth", arch_kwargs=kw)
+    model = make_classifier(spec, SUBTYPES, (16, 16, 16), release.state_dict(), seed=0)
+    enc_key = next(k for k in release.state_dict() if k.startswith(BACKBONES[backbone].encoder_keys))
+    assert torch.equal(model.network.state_dict()[enc_key], release.state_dict()[enc_key])
+    model.eval()
+    assert model(torch.zeros(2, 1, 16, 16, 16)).shape == (2, 4)
+    scratch = make_classifier(spec, SUBTYPES, (16, 16, 16), None, seed=0)
+    assert not torch.equal(scratch.network.state_dict()[enc_key], release.state_dict()[enc_key])
+    wide = network_class(backbone)(input_channels=1, num_classes=5, **{**kw, **(
+        {"base_features": 8} if backbone == "unet" else {"init_filters": 16})})
+    with pytest.raises(ValueError) as e:
+        load_encoder_weights(build_network(spec), backbone, wide.state_dict(), "wide.pth")
+    assert "\n" not in str(e.value) and str(e.value).startswith("wide.pth: its encoder does not fit")
+
+
+PLANS = {
+    "dataset_name": "Dataset971_TinyPre", "plans_name": "suprem_nnunet", "image_reader_writer": "SimpleITKIO",
+    "original_median_spacing_after_transp": [10.0, 10.0, 10.0], "original_median_shape_after_transp": [24, 24, 24],
+    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "experiment_planner_used": "SupremNnunetPlanner",
+    "label_manager": "LabelManager", "suprem": {"backbone": "nnunet"},
+    "foreground_intensity_properties_per_channel": {"0": {
+        "max": 777.0, "mean": 137.0, "median": 103.0, "min": -935.0, "percentile_00_5": -879.0,
+        "percentile_99_5": 729.0, "std": 190.0}},
+    "configurations": {"3d_fullres": {
+        "data_identifier": "suprem_nnunet_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": [16, 16, 16], "median_image_size_in_voxels": [24, 24, 24], "spacing": [10.0, 10.0, 10.0],
+        "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+        "batch_dice": False,
+        "architecture": {
+            "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+            "arch_kwargs": {"n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
+                            "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+                            "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+                            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
+                            "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+                            "nonlin_kwargs": {"inplace": True}},
+            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}},
+}
+DATASET = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "pancreas": 1, "pancreas_tumor": 2},
+           "numTraining": 4, "file_ending": ".nii.gz"}
+
+
+def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, capsys):
+    from suprem_nnunet.cli.classify import main as classify
+    from suprem_nnunet.cli.evaluate import main as evaluate
+
+    assert classify(["make-phantoms", "-d", "972", "-n", "Sub", "--num-train", "8", "--num-test", "4",
+                     "--size", "24", "--spacing", "10", "--difficulty", "0.2"]) == 0
+    raw = nnunet_env / "nnUNet_raw" / "Dataset972_Sub"
+    spec = EncoderSpec("nnunet", "x", PLANS, "3d_fullres", DATASET)
+    torch.manual_seed(3)
+    net = build_network(spec)
+    ckpt = tmp_path / "pre" / "checkpoint_final.pth"
+    ckpt.parent.mkdir()
+    torch.save({"network_weights": net.state_dict(), "current_epoch": 1, "trainer_name": "SupremPretrainer",
+                "init_args": {"plans": PLANS, "configuration": "3d_fullres", "fold": "all", "dataset_json": DATASET}},
+               ckpt)
+    budget = ["--epochs", "2", "--iterations-per-epoch", "2", "--batch-size", "4", "--device", "cpu"]
+    capsys.readouterr()
+    assert classify(["train", "972", "--pretrained", str(ckpt), "-o", str(tmp_path / "pre_arm"), *budget]) == 0
+    assert classify(["train", "972", "--pretrained", str(ckpt), "--from-scratch", "--num-train-cases", "4",
+                     "--seed", "1", "-o", str(tmp_path / "scratch_arm"), *budget]) == 0
+    info = json.loads((tmp_path / "scratch_arm" / "run_info.json").read_text())
+    assert info["role"] == "scratch" and len(info["train_cases"]) == 4 and set(info["class_counts"].values()) == {1}
+    model, _, _ = load_classifier(tmp_path / "pre_arm")
+    k = "encoder.stages.0.0.convs.0.conv.weight"
+    assert k in net.state_dict()
+    model_s, _, _ = load_classifier(tmp_path / "scratch_arm")
+    assert not torch.equal(model_s.network.state_dict()[k], net.state_dict()[k])
+    for arm in ("pre_arm", "scratch_arm"):
+        assert classify(["predict", "-i", str(raw / "imagesTs"), "-m", str(tmp_path / arm), "-o",
+                         str(tmp_path / f"{arm}.csv"), "--roi-labels", str(raw / "labelsTs"), "--device", "cpu"]) == 0
+    rows = (tmp_path / "pre_arm.csv").read_text().splitlines()
+    assert rows[0] == "case,none,pdac,cyst,pannet,prediction" and len(rows) == 5
+    p = np.array([[float(v) for v in r.split(",")[1:5]] for r in rows[1:]])
+    assert np.allclose(p.sum(1), 1, atol=1e-4)
+    assert evaluate(["--classification", str(tmp_path / "pre_arm.csv"), str(raw / "case_labels.csv"),
+                     "--baseline-scores", str(tmp_path / "scratch_arm.csv"), "-o", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "roc.png").is_file()
+    capsys.readouterr()
+    # bad input: one line each
+    (raw / "case_labels.csv").write_text((raw / "case_labels.csv").read_text() + "ghost,pdac\n")
+    assert classify(["train", "972", "--pretrained", str(ckpt), *budget]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "case_labels.csv: 1 problem(s): case 'ghost' has no image" in err
+    bad = torch.load(tmp_path / "pre_arm" / "classifier.pth", weights_only=True)
+    bad["state_dict"]["head.1.weight"] = torch.zeros(4, 10)
+    torch.save(bad, tmp_path / "bad.pth")
+    assert classify(["predict", "-i", str(raw / "imagesTs"), "-m", str(tmp_path / "bad.pth"), "-o",
+                     str(tmp_path / "x.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the encoder does not fit the head" in err
+    assert classify(["predict", "-i", str(raw / "imagesTs"), "-m", str(ckpt), "-o", str(tmp_path / "x.csv")]) == 1
+    assert "not a suprem classifier checkpoint" in capsys.readouterr().err
