@@ -9,6 +9,9 @@
 process on the same model and CTs (the real CT in ../shared/data/real and synthetic 512x512xN
 phantoms), mirroring off and on; prints wall time, peak memory, their ratios and per-class DSC.
 `preprocess`: nnU-Net's `DefaultPreprocessor` with its own resampling vs ours, same cases.
+`partial-labels`: pre-training on merged partially labelled phantom sources with the marginal vs
+the naive loss (and optionally `--sample-by`), scored on a fully labelled held-out set; see
+`benchmarks_partial.py`.
 Prints a table and writes JSON (``--json FILE``). See `inference/benchmark_predict.py`.
 """
 from __future__ import annotations
@@ -124,11 +127,64 @@ def run_data(args, predict: bool) -> List[Dict]:
     return rows
 
 
+def partial_parser(p: argparse.ArgumentParser) -> None:
+    from .benchmarks_partial import DEFAULT_ARMS, DEFAULT_SOURCES, SAMPLING_ARMS, PartialBenchConfig
+
+    d = PartialBenchConfig()
+    p.add_argument("--out", default=str(d.out), help="work folder (data, runs, predictions, results.json)")
+    p.add_argument("--sources", nargs="+", default=[f"{n}:{k}" for n, k in DEFAULT_SOURCES],
+                   help="source profiles with their number of training cases, PROFILE:N")
+    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS),
+                   help=f"LOSS[:SAMPLE_BY] per run, e.g. {' '.join(DEFAULT_ARMS + SAMPLING_ARMS)}")
+    p.add_argument("--with-sampling", action="store_true", help=f"also run {' and '.join(SAMPLING_ARMS)}")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--iterations-per-epoch", type=int, default=d.iterations_per_epoch)
+    p.add_argument("--num-test", type=int, default=d.num_test, help="fully labelled held-out cases")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--json", default=None)
+
+
+def run_partial(args) -> List[Dict]:
+    import logging
+    import os
+
+    import torch
+
+    from .benchmarks_partial import SAMPLING_ARMS, PartialBenchConfig, format_table, run_benchmark
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sources = []
+    for s in args.sources:
+        name, _, n = s.partition(":")
+        if not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"partial-labels: --sources {s!r}: expected PROFILE:N with N >= 1")
+        sources.append((name, int(n)))
+    arms = tuple(dict.fromkeys([*args.arms, *(SAMPLING_ARMS if args.with_sampling else ())]))
+    cfg = PartialBenchConfig(out=args.out, sources=tuple(sources), arms=arms, epochs=args.epochs,
+                             iterations_per_epoch=args.iterations_per_epoch, num_test=args.num_test,
+                             seed=args.seed, device=args.device)
+    try:
+        report = run_benchmark(cfg)
+    except ValueError as e:
+        raise SystemExit(f"partial-labels: {e}") from None
+    for line in format_table(report["rows"], report["summary"]):
+        print(line)
+    load = report["load_average"]
+    print(f"wall time {report['wall_s']:.0f} s on {os.cpu_count()} CPUs (load average {load['start']} at start, "
+          f"{load['end']} at end); stages: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in report["config"]["timings"].items()))
+    return [report]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "predict", "preprocess", "-h", "--help"):
+    if not argv or argv[0] not in ("train", "predict", "preprocess", "partial-labels", "-h", "--help"):
         argv = ["train", *argv]  # the original behaviour, without a subcommand
     p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,8 +192,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train_parser(sub.add_parser("train", help="phantom generation and one training iteration per backbone"))
     data_parser(sub.add_parser("predict", help="prediction: ours vs nnUNetPredictor"), True)
     data_parser(sub.add_parser("preprocess", help="preprocessing: ours vs DefaultPreprocessor"), False)
+    partial_parser(sub.add_parser("partial-labels", help="pre-training with the marginal vs the naive loss"))
     args = p.parse_args(argv)
-    rows = run_train(args) if args.command == "train" else run_data(args, args.command == "predict")
+    if args.command == "partial-labels":
+        rows = run_partial(args)
+    else:
+        rows = run_train(args) if args.command == "train" else run_data(args, args.command == "predict")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

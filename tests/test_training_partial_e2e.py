@@ -184,3 +184,40 @@ def test_adamw_explicit_lr_and_warmup_are_kept(run):
     assert (sgd.optimizer_name, sgd.initial_lr, sgd.weight_decay, sgd.lr_schedule) == ("sgd", 1e-2, 3e-5, "poly")
     with pytest.raises(ValueError, match="applies to --optimizer adamw"):
         sgd.apply_budget(TrainingBudget(warmup_epochs=3))
+
+
+def test_sample_by_class_weights_the_trainers_own_loader(run):
+    """--sample-by class goes into the loader nnU-Net's get_dataloaders builds: source A's cases
+    annotate 3 of the 5 classes, B's all 5 -> P(A case) = 3/30, P(B case) = 3/30 + 2/15."""
+    trainer = run["trainer"]
+    trainer.load_annotated_classes()
+    trainer.configure_partial_labels("marginal", "class")
+    try:
+        tr, val = trainer.get_dataloaders()
+    finally:
+        trainer.configure_partial_labels()
+    loader = getattr(tr, "data_loader", None) or tr.generator
+    p = dict(zip(map(str, loader.indices), loader.sampling_probabilities))
+    expect = {**{f"srca_{i:03d}": 0.1 for i in range(3)}, **{f"srcb_{i:03d}": 0.7 / 3 for i in range(3)}}
+    assert p == pytest.approx(expect)
+    np.random.seed(0)
+    drawn = np.concatenate([loader.get_indices() for _ in range(1000)])
+    assert np.mean([str(k).startswith("srcb") for k in drawn]) == pytest.approx(0.7, abs=0.03)
+    val_loader = getattr(val, "data_loader", None) or val.generator
+    assert val_loader.sampling_probabilities is None  # validation draws uniformly
+    assert "sampling by class: expected share of draws per class: aorta 70.0%" in Path(trainer.log_file).read_text()
+
+
+def test_naive_loss_hands_the_loss_no_mask(run):
+    trainer = run["trainer"]
+    trainer.load_annotated_classes()
+    assert trainer._loss_mask(["srca_000"]).tolist() == trainer._annotated_mask(["srca_000"]).tolist()
+    trainer.configure_partial_labels("naive")
+    try:
+        assert trainer._loss_mask(["srca_000"]) is None  # every class taken as annotated: plain Dice + CE
+    finally:
+        trainer.configure_partial_labels()
+    with pytest.raises(ValueError, match="unknown --partial-loss 'ignore'"):
+        trainer.configure_partial_labels("ignore")
+    info = json.loads((run["folder"] / "run_info.json").read_text())
+    assert (info["partial_loss"], info["sample_by"]) == ("marginal", "case")

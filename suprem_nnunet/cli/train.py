@@ -33,6 +33,27 @@ def budget_from(args):
                           args.optimizer, args.warmup_epochs)
 
 
+def add_partial_label_args(p) -> None:
+    g = p.add_argument_group("partial labels")
+    g.add_argument("--partial-loss", default="marginal", metavar="{marginal,naive}",
+                   help="marginal: classes a case does not annotate are not taught as background (default); "
+                        "naive: every case taken as fully labelled, as plain nnU-Net does (for comparison)")
+    g.add_argument("--sample-by", default="case", metavar="{case,source,class}",
+                   help="how training cases are drawn: case: uniformly, as nnU-Net; source: each source "
+                        "(dataset.json case_sources) equally often; class: a class drawn uniformly, then one "
+                        "of the cases annotating it (see training/sampling.py)")
+
+
+def check_partial_label_args(args) -> None:
+    """One-line ValueError for an unknown --partial-loss / --sample-by, before anything is written."""
+    from ..training.base import PARTIAL_LOSSES
+    from ..training.sampling import check_sample_by
+
+    if args.partial_loss not in PARTIAL_LOSSES:
+        raise ValueError(f"unknown --partial-loss {args.partial_loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
+    check_sample_by(args.sample_by)
+
+
 def build_parser():
     p = parser("suprem_train", __doc__)
     p.add_argument("dataset", help="pre-training dataset: id, name or DatasetNNN_Name")
@@ -41,6 +62,7 @@ def build_parser():
     p.add_argument("--preset", choices=["suprem"], default=None, help="train on the plans made with this preset")
     p.add_argument("-f", "--fold", default="all", help="'all' (train on every case) or a CV fold 0-4")
     add_budget_args(p)
+    add_partial_label_args(p)
     return p
 
 
@@ -50,10 +72,12 @@ def _main(args) -> int:
     from ..training.base import SupremPretrainer
     from ..training.run import build_trainer, resolve_device, train
 
+    check_partial_label_args(args)
     dataset = resolve_dataset(args.dataset)
     fold = args.fold if args.fold == "all" else int(args.fold)
     device = resolve_device(args.device)
     trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone, args.preset), args.configuration, fold, device)
+    trainer.configure_partial_labels(args.partial_loss, args.sample_by)
     out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate, role="pretrain")
     print(out)
     return 0
