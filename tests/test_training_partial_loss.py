@@ -64,3 +64,26 @@ def test_confident_wrong_logits_stay_finite():
     value = loss(big, target)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(big.grad).all()
+
+
+def test_organ_voxels_allow_the_undrawn_lesions_it_hosts():
+    """A source that draws the liver but not its lesions labels lesion voxels as liver: with the
+    (liver, liver_tumor) pair those voxels cost nothing for predicting liver_tumor (old loss: ~10)."""
+    from suprem_nnunet.training.base import hosted_channel_pairs
+
+    names = ["liver", "liver_tumor", "kidney_left", "kidney_right", "kidney_tumor"]
+    pairs = hosted_channel_pairs(names)
+    assert sorted(pairs) == [(1, 2), (3, 5), (4, 5)]
+    logits = torch.zeros(1, 6, 4, 4, 4)
+    logits[:, 2] = 10.0  # the net says liver_tumor everywhere
+    target = torch.ones(1, 1, 4, 4, 4, dtype=torch.long)  # the label says liver everywhere
+    ann = torch.tensor([[True, True, False, True, True, False]])  # liver_tumor, kidney_tumor undrawn
+    with_pairs = PartialLabelDiceCELoss(hosted=pairs, weight_dice=0.0)
+    without = PartialLabelDiceCELoss(weight_dice=0.0)
+    for loss in (with_pairs, without):
+        loss.set_annotated(ann)
+    assert float(with_pairs(logits, target)) < 1e-3
+    assert float(without(logits, target)) > 5.0
+    ann_full = torch.ones(1, 6, dtype=torch.bool)  # liver_tumor annotated: liver voxels are liver only
+    with_pairs.set_annotated(ann_full)
+    assert float(with_pairs(logits, target)) > 5.0

@@ -9,7 +9,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -17,7 +17,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from .. import paths
 from ..dataset.raw import ANNOTATED_FILE, label_names, read_annotated_classes
-from ..labels import canonical
+from ..labels import canonical, host_of, parts_of
 from ..networks.registry import get_backbone
 from .checkpoint import load_checkpoint, replace_durably, temp_checkpoint_path
 from .loss import PartialLabelDiceCELoss
@@ -54,6 +54,21 @@ ADAMW_WARMUP_FRACTION = 20 / 800
 def default_warmup_epochs(num_epochs: int) -> int:
     """SuPreM's share of warm-up epochs, at least one (none for a one-epoch run)."""
     return min(max(1, round(ADAMW_WARMUP_FRACTION * num_epochs)), max(0, num_epochs - 1))
+
+
+def hosted_channel_pairs(class_names: Sequence[str]) -> List[Tuple[int, int]]:
+    """(organ channel, tumour channel) for every tumour class and every class of its host organ
+    (channels 1..N in `class_names` order; a host that is a union, e.g. kidney, counts by its parts)."""
+    channel = {canonical(n): i + 1 for i, n in enumerate(class_names)}
+    pairs = []
+    for tumour, t in channel.items():
+        host = host_of(tumour)
+        if host is None:
+            continue
+        for organ in (host, *parts_of(host)):
+            if organ in channel:
+                pairs.append((channel[organ], t))
+    return pairs
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -136,7 +151,8 @@ class SupremTrainer(nnUNetTrainer):
         base = super()._build_loss()
         if self.label_manager.has_regions or self.label_manager.has_ignore_label:
             return base  # nnU-Net's own losses handle regions and the ignore label
-        self.partial_loss = PartialLabelDiceCELoss(batch_dice=self.configuration_manager.batch_dice)
+        self.partial_loss = PartialLabelDiceCELoss(batch_dice=self.configuration_manager.batch_dice,
+                                                   hosted=hosted_channel_pairs(self.class_names))
         if isinstance(base, DeepSupervisionWrapper):
             base.loss = self.partial_loss
             return base

@@ -6,14 +6,17 @@ MedIA 2021): loss(v) = -log sum_{k in S(v)} p_k(v), averaged over voxels, where
     list does not call annotated (FLARE23's partial lesions: drawn where found, not everywhere);
   * a background voxel has S = {background} + the classes the case does not annotate: nobody
     drew them, so predicting one there costs nothing and an unmarked organ or lesion is not
-    taught as background.
+    taught as background;
+  * a voxel labelled with an organ h also allows the tumours hosted by h that the case does not
+    annotate (`hosted` pairs): a source that draws the liver but not its lesions (BTCV) labels a
+    lesion's voxels as liver, so they must not teach "not liver_tumor".
 It is computed with log_softmax + logsumexp, so no target ever sits on a masked logit and the
 loss stays finite. Dice is computed only over the foreground classes the case annotates. With
 every class annotated the loss equals nnU-Net's Dice + CE (DC_and_CE_loss, do_bg=False).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,8 +26,9 @@ class PartialLabelDiceCELoss(nn.Module):
     """`loss(logits (B,C,...), target (B,1,...) int)`; `set_annotated((B,C) bool)` before each call."""
 
     def __init__(self, batch_dice: bool = False, smooth: float = 1e-5, weight_ce: float = 1.0,
-                 weight_dice: float = 1.0) -> None:
+                 weight_dice: float = 1.0, hosted: Sequence[Tuple[int, int]] = ()) -> None:
         super().__init__()
+        self.hosted = tuple((int(h), int(t)) for h, t in hosted)  # (host organ channel, tumour channel)
         self.batch_dice = batch_dice
         self.smooth = smooth
         self.weight_ce = weight_ce
@@ -42,12 +46,13 @@ class PartialLabelDiceCELoss(nn.Module):
         target = target.long()
         ann = self._mask(b, c, logits.device)
         logits = logits.float()
-        ce = self._marginal_ce(logits, target, ann)
+        ce = self._marginal_ce(logits, target, ann, self.hosted)
         dice = self._soft_dice(torch.softmax(logits, 1), target, ann)
         return self.weight_ce * ce - self.weight_dice * dice
 
     @staticmethod
-    def _marginal_ce(logits: torch.Tensor, target: torch.Tensor, ann: torch.Tensor) -> torch.Tensor:
+    def _marginal_ce(logits: torch.Tensor, target: torch.Tensor, ann: torch.Tensor,
+                     hosted: Sequence[Tuple[int, int]] = ()) -> torch.Tensor:
         """Mean over voxels of -log sum_{k in S(v)} p_k (see the module docstring for S)."""
         if bool(ann.all()):
             return nn.functional.cross_entropy(logits, target)
@@ -55,6 +60,8 @@ class PartialLabelDiceCELoss(nn.Module):
         allowed = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, target[:, None], True)
         unannotated = ~ann.view(ann.shape + (1,) * (logits.ndim - 2))
         allowed |= (target == 0)[:, None] & unannotated
+        for host, tumour in hosted:  # an organ's voxels may hold its undrawn lesions
+            allowed[:, tumour] |= (target == host) & unannotated[:, tumour]
         return -torch.logsumexp(logp.masked_fill(~allowed, float("-inf")), 1).mean()
 
     def _mask(self, b: int, c: int, device) -> torch.Tensor:
