@@ -1,0 +1,62 @@
+"""suprem_experiment: run the paper's experiments as protocols (Tables 2-4, Figs 1, 2a, 2b, 9) and report them."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .common import parser, positive_int, run
+
+
+def build_parser():
+    from ..experiments.protocol import protocol_names
+
+    p = parser("suprem_experiment", __doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or resume) a protocol, then write its report")
+    r.add_argument("protocol", help=f"shipped protocol ({', '.join(protocol_names())}) or a protocol .json file")
+    r.add_argument("--scale", default="phantom", choices=["phantom", "full"],
+                   help="phantom: builds its own phantom data, runs on CPU; full: the protocol's dataset ids "
+                        "and zoo models at the paper's sizes")
+    r.add_argument("--trials", type=positive_int, help="trials per arm and setting (default: the protocol's)")
+    r.add_argument("--out", default="suprem_experiments",
+                   help="experiments folder: <out>/<protocol>/ results, <out>/pretrain cached pre-trainings, "
+                        "<out>/data phantom data")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    rep = sub.add_parser("report", help="regenerate report.md and figures from a results folder")
+    rep.add_argument("dir", help="a protocol results folder (<out>/<protocol>) or an experiments folder")
+    sub.add_parser("list", help="list the shipped protocols")
+    return p
+
+
+def _main(args) -> int:
+    from ..experiments.protocol import load_protocol, protocol_names
+    from ..experiments.report import write_report
+
+    if args.command == "list":
+        for name in protocol_names():
+            p = load_protocol(name)
+            print(f"{name:8s} {p.paper:16s} {p.title}")
+        return 0
+    if args.command == "report":
+        d = Path(args.dir)
+        folders = [d] if (d / "results.csv").is_file() else sorted(f.parent for f in d.glob("*/results.csv"))
+        if not folders:
+            raise FileNotFoundError(f"{d}: no results.csv here or in a sub-folder (run suprem_experiment run first)")
+        for f in folders:
+            print(f"report: {write_report(f)}")
+        return 0
+    from ..experiments.api import run_protocol
+
+    folder = run_protocol(args.protocol, args.scale, args.trials, args.out, args.device)
+    print((folder / "report.md").read_text())
+    print(f"report: {folder / 'report.md'}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
