@@ -15,13 +15,16 @@ def build_parser():
     p.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"])
     p.add_argument("-b", "--backbone", default="nnunet", choices=sorted(BACKBONES))
     p.add_argument("-np", "--num-processes", type=positive_int, default=2)
-    p.add_argument("--gpu-memory-gb", type=float, default=24.0, help="GPU memory the plan targets")
+    p.add_argument("--gpu-memory-gb", type=float, default=24.0, help="memory of one GPU the plan targets")
+    p.add_argument("--num-gpus", type=positive_int, default=1,
+                   help="plan for DDP on N GPUs in all (torchrun --nnodes x --nproc_per_node): the patch and per-GPU "
+                        "batch fit one GPU's memory, the global batch is per-GPU batch x N")
     p.add_argument("--preset", choices=["suprem"], default=None,
                    help="take spacing, patch and intensity handling from the backbone's SuPreM-recipe preset")
     p.add_argument("--max-patch", type=int_triple, default=None, help="cap the patch size, e.g. 48 or 32,48,48")
     p.add_argument("--base-features", type=positive_int, default=None, help="features of the first stage")
     p.add_argument("--max-features", type=positive_int, default=None, help="cap of features per stage")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch size")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch size per GPU")
     p.add_argument("--clean", action="store_true", help="extract the fingerprint again even if one exists")
     p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check")
     return p
@@ -36,13 +39,15 @@ def _main(args) -> int:
                         args.max_features, args.batch_size)
     plans = plan_and_preprocess(dataset, args.backbone, args.configurations, caps, args.num_processes,
                                 args.gpu_memory_gb, verify=not args.no_verify, preset=args.preset,
-                                clean=args.clean)
+                                clean=args.clean, num_gpus=args.num_gpus)
     for c in args.configurations:
         cfg = plans["configurations"][c]
         arch = cfg["architecture"]["arch_kwargs"]
         print(json.dumps({"dataset": dataset, "plans": plans["plans_name"], "configuration": c,
                           "spacing": cfg["spacing"], "patch_size": cfg["patch_size"],
-                          "batch_size": cfg["batch_size"], "network": cfg["architecture"]["network_class_name"],
+                          "batch_size": cfg["batch_size"], "num_gpus": cfg.get("num_gpus", 1),
+                          "batch_size_per_gpu": cfg.get("batch_size_per_gpu", cfg["batch_size"]),
+                          "network": cfg["architecture"]["network_class_name"],
                           "features_per_stage": arch.get("features_per_stage"),
                           "estimated_training_memory_gb": cfg.get("estimated_training_memory_gb")}))
     return 0

@@ -76,9 +76,18 @@ def _main(args) -> int:
     dataset = resolve_dataset(args.dataset)
     fold = args.fold if args.fold == "all" else int(args.fold)
     device = resolve_device(args.device)
-    trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone, args.preset), args.configuration, fold, device)
-    trainer.configure_partial_labels(args.partial_loss, args.sample_by)
-    out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate, role="pretrain")
+    from ..preprocessing.run import ensure_preprocessed  # revisions imported since, or a killed preprocessing
+    from ..training.ddp import process_group, rank_zero_first
+    from ..training.run import check_launch
+
+    check_launch(dataset, plans_name_for(args.backbone, args.preset), args.configuration)
+    with process_group(device) as device:  # torchrun: joined here, destroyed at the end or on an error
+        with rank_zero_first():
+            ensure_preprocessed(dataset, plans_name_for(args.backbone, args.preset), args.configuration)
+        trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone, args.preset),
+                                args.configuration, fold, device)
+        trainer.configure_partial_labels(args.partial_loss, args.sample_by)
+        out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate, role="pretrain")
     print(out)
     return 0
 

@@ -1,8 +1,10 @@
 """Experiment planning per backbone, on top of nnunetv2's planners.
 
-`SupremPlannerMixin` changes three things of an nnunetv2 planner and inherits the rest:
+`SupremPlannerMixin` changes four things of an nnunetv2 planner and inherits the rest:
 the plans name (one plans file per backbone), optional CPU caps (patch size, network width,
-batch size) and a `suprem` block in the plans that records the backbone and the caps.
+batch size), the number of GPUs (the memory model and the batch size are per GPU; the plans'
+`batch_size` is the global batch nnU-Net splits over the DDP ranks) and a `suprem` block in the
+plans that records the backbone, the caps and the GPUs.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class SupremPlannerMixin:
     caps: PlanningCaps = PlanningCaps()
     preset: Optional[dict] = None  # a SuPreM-recipe preset (plans/*.json) fixes spacing, patch, intensity
     arch_override: Optional[dict] = None  # arch kwargs of given weights (e.g. a release's width)
+    num_gpus: int = 1  # DDP processes the plans are for: global batch = per-GPU batch x num_gpus
 
     def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
@@ -83,7 +86,7 @@ class SupremPlannerMixin:
                                              approximate_n_voxels_dataset)
         if self.caps.batch_size:
             plan["batch_size"] = int(self.caps.batch_size)
-        return plan
+        return with_num_gpus(plan, self.num_gpus)
 
     # ------------------------------------------------------------------ fixed-topology backbones
     def arch_kwargs(self) -> dict:
@@ -177,7 +180,7 @@ class SupremPlannerMixin:
                 cfg.update(preset_resampling(self.preset))
             plans["image_reader_writer"] = preset_reader(self.preset)
         plans["suprem"] = {"backbone": self.backbone, "caps": {k: v for k, v in asdict(self.caps).items()},
-                           "preset": (self.preset or {}).get("name")}
+                           "preset": (self.preset or {}).get("name"), "num_gpus": self.num_gpus}
         if self.preset is not None:
             plans["suprem"]["recipe"] = {k: self.preset[k] for k in ("orientation", "transpose_forward", "spacing",
                                                                        "intensity", "patch_size", "sliding_window")
@@ -230,9 +233,33 @@ def plans_name_for(backbone: str, preset: Optional[str] = None) -> str:
     return f"{name}_preset-{preset}" if preset else name
 
 
+def with_num_gpus(configuration_plans: dict, num_gpus: int) -> dict:
+    """A configuration's plans for `num_gpus` DDP processes (a copy): `batch_size_per_gpu` is the batch
+    one GPU's memory fits, `batch_size` the global batch (per GPU x num_gpus) nnU-Net splits over the
+    ranks, `num_gpus` what the trainer checks against torchrun's world size."""
+    if int(num_gpus) < 1:
+        raise ValueError(f"--num-gpus must be at least 1, got {num_gpus}")
+    cfg = dict(configuration_plans)
+    per_gpu = int(cfg.get("batch_size_per_gpu", int(cfg["batch_size"]) // int(cfg.get("num_gpus", 1))))
+    cfg.update({"batch_size_per_gpu": per_gpu, "num_gpus": int(num_gpus), "batch_size": per_gpu * int(num_gpus)})
+    return cfg
+
+
+def plans_for_num_gpus(plans: dict, num_gpus: int) -> dict:
+    """Whole plans re-addressed to `num_gpus` processes (e.g. pre-trained plans taken to fine-tuning
+    on another number of GPUs); the caller's dict is untouched."""
+    out = dict(plans)
+    out["configurations"] = {k: with_num_gpus(v, num_gpus) if "batch_size" in v else dict(v)
+                             for k, v in plans["configurations"].items()}
+    if isinstance(plans.get("suprem"), dict):
+        out["suprem"] = {**plans["suprem"], "num_gpus": int(num_gpus)}
+    return out
+
+
 def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
-                  preset: Optional[dict] = None, arch_kwargs: Optional[dict] = None) -> Type:
-    """A planner class for `backbone` with `caps` (and optionally a preset), for nnunetv2's planning API."""
+                  preset: Optional[dict] = None, arch_kwargs: Optional[dict] = None, num_gpus: int = 1) -> Type:
+    """A planner class for `backbone` with `caps` (and optionally a preset), for `num_gpus` DDP
+    processes, for nnunetv2's planning API."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import \
         nnUNetPlannerResEncM
@@ -242,8 +269,9 @@ def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
     name = f"Suprem{b.name.capitalize()}Planner"
     if arch_kwargs and not b.fixed_topology:
         raise ValueError(f"backbone {b.name!r} takes its architecture from the fingerprint, not from arch kwargs")
+    with_num_gpus({"batch_size": 1}, num_gpus)  # validates
     return type(name, (SupremPlannerMixin, base), {"backbone": b.name, "caps": caps, "preset": preset,
-                                                   "arch_override": arch_kwargs})
+                                                   "arch_override": arch_kwargs, "num_gpus": int(num_gpus)})
 
 
 def drop_unreadable_fingerprint(path: Path) -> None:
@@ -261,8 +289,11 @@ def drop_unreadable_fingerprint(path: Path) -> None:
 def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: Sequence[str] = ("3d_fullres",),
                         caps: PlanningCaps = PlanningCaps(), num_processes: int = 2,
                         gpu_memory_gb: float = 24.0, verify: bool = True, preset: Optional[str] = None,
-                        arch_kwargs: Optional[dict] = None, clean: bool = False) -> dict:
+                        arch_kwargs: Optional[dict] = None, clean: bool = False, num_gpus: int = 1) -> dict:
     """Fingerprint `dataset` (full name), plan for `backbone` and preprocess `configurations`.
+
+    `num_gpus` > 1 plans for DDP on that many GPUs: the memory model (and `gpu_memory_gb`) stays per
+    GPU, the plans' batch size is the global one (per-GPU batch x num_gpus), see `with_num_gpus`.
 
     `preset='suprem'` takes spacing, patch and intensity handling from the backbone's SuPreM-recipe
     preset in `plans/` (the preprocessing of the released checkpoints) instead of the fingerprint.
@@ -275,11 +306,16 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
 
     from ..preprocessing.run import preprocess_dataset  # resolves the preset's RAS reader/writer
+    from .fingerprint import SupremFingerprintExtractor  # a bounded sample of cases and voxels
 
     dataset_id = convert_dataset_name_to_id(dataset)
     drop_unreadable_fingerprint(paths.preprocessed_root() / dataset / "dataset_fingerprint.json")
-    extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
-                                clean=clean, verbose=False)
+    if verify:
+        from ..dataset.raw_checks import check_raw_dataset
+
+        check_raw_dataset(paths.raw_root() / dataset)  # one-line errors for broken cases, before nnU-Net's asserts
+    extract_fingerprint_dataset(dataset_id, SupremFingerprintExtractor, num_processes=num_processes,
+                                check_dataset_integrity=verify, clean=clean, verbose=False)
     recipe, spacing = None, None
     if preset is not None:
         if preset != "suprem":
@@ -288,7 +324,8 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
 
         recipe = load_preset(backbone)
         spacing = tuple(float(v) for v in recipe["spacing"])
-    plans, identifier = plan_experiment_dataset(dataset_id, planner_class(backbone, caps, recipe, arch_kwargs),
+    plans, identifier = plan_experiment_dataset(dataset_id, planner_class(backbone, caps, recipe, arch_kwargs,
+                                                                          num_gpus),
                                                 gpu_memory_target_in_gb=gpu_memory_gb,
                                                 overwrite_target_spacing=spacing,
                                                 overwrite_plans_name=plans_name_for(backbone, preset))

@@ -14,11 +14,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from .. import paths
 from ..dataset.raw import ANNOTATED_FILE, label_names, read_annotated_classes
 from ..labels import canonical, host_of, parts_of
 from ..networks.registry import get_backbone
+from . import ddp
 from .checkpoint import load_checkpoint, replace_durably, temp_checkpoint_path
 from .loss import PartialLabelDiceCELoss
 from .online_dice import masked_tp_fp_fn
@@ -82,8 +84,17 @@ class SupremTrainer(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        # before nnU-Net asserts global batch >= world size (and before it creates the output folder)
+        ddp.check_world_size(paths.preprocessed_root() / plans["dataset_name"] / f"{plans['plans_name']}.json",
+                             configuration, PlansManager(plans).get_configuration(configuration).configuration,
+                             ddp.world_size())
         super().__init__(plans, configuration, fold, dataset_json, device)
         from ..preprocessing.plans_manager import as_suprem
+
+        if self.is_ddp:  # nnU-Net forces cuda:<global rank>; keep the asked device (gloo on CPU)
+            self.device = ddp.rank_device(device)
+            if self.device.type != "cuda":
+                self.grad_scaler = None
 
         self.plans_manager = as_suprem(self.plans_manager)  # resolves a preset's RAS reader/writer by dotted name
         self.configuration_manager = self.plans_manager.get_configuration(configuration)  # ... and its resampling
@@ -102,6 +113,27 @@ class SupremTrainer(nnUNetTrainer):
         if loss not in PARTIAL_LOSSES:
             raise ValueError(f"unknown --partial-loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
         self.partial_loss_mode, self.sample_by = loss, check_sample_by(sample_by)
+
+    # ------------------------------------------------------------------ DDP
+    def initialize(self):
+        """nnU-Net's initialize, but under DDP the network is wrapped here (ddp.py): on the asked
+        device (gloo on CPU), with the U-Net's batch-statistics BN kept per rank, and the loss is
+        built for DDP (nnU-Net's own wrapping forces CUDA and converts every BN to SyncBN)."""
+        is_ddp, self.is_ddp = self.is_ddp, False
+        try:
+            super().initialize()
+        finally:
+            self.is_ddp = is_ddp
+        if is_ddp:
+            self._set_batch_size_and_oversample()  # this rank's share of the global batch
+            self.network = ddp.wrap(ddp.prepare_network(self.network, self.device), self.device)
+            self.loss = self._build_loss()
+
+    def rewrap_ddp(self) -> None:
+        """Rebuild the DDP wrapper after parameters were frozen or unfrozen: its reducer expects a
+        gradient for exactly the parameters that required one when it was built."""
+        if self.is_ddp:
+            self.network = ddp.wrap(self.network.module, self.device)
 
     # ------------------------------------------------------------------ configuration
     def apply_budget(self, budget: TrainingBudget) -> None:
@@ -152,7 +184,8 @@ class SupremTrainer(nnUNetTrainer):
         if self.label_manager.has_regions or self.label_manager.has_ignore_label:
             return base  # nnU-Net's own losses handle regions and the ignore label
         self.partial_loss = PartialLabelDiceCELoss(batch_dice=self.configuration_manager.batch_dice,
-                                                   hosted=hosted_channel_pairs(self.class_names))
+                                                   hosted=hosted_channel_pairs(self.class_names),
+                                                   ddp=self.is_ddp)
         if isinstance(base, DeepSupervisionWrapper):
             base.loss = self.partial_loss
             return base
@@ -299,7 +332,10 @@ class SupremTrainer(nnUNetTrainer):
              "optimizer": self.optimizer_name, "initial_lr": self.initial_lr, "weight_decay": self.weight_decay,
              "lr_schedule": self.lr_schedule, "warmup_epochs": self.warmup_epochs,
              "partial_loss": self.partial_loss_mode, "sample_by": self.sample_by,
+             "world_size": ddp.world_size(), "global_batch_size": self.configuration_manager.batch_size,
              "class_names": self.class_names, **info}
+        if self.local_rank != 0:
+            return
         Path(self.output_folder).mkdir(parents=True, exist_ok=True)
         (Path(self.output_folder) / "run_info.json").write_text(json.dumps(d, indent=2) + "\n")
 

@@ -127,6 +127,28 @@ def read_trained_model(path: Union[str, Path], map_location="cpu") -> TrainedMod
     return model
 
 
+def build_trained_network(model: TrainedModel) -> torch.nn.Module:
+    """The model's network (deep supervision off) with its weights loaded; ValueError naming the
+    checkpoint when the weights do not fit the network its own plans describe (a checkpoint of
+    another architecture, edited plans)."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(model.plans)
+    cm = pm.get_configuration(model.configuration)
+    n_in = determine_num_input_channels(pm, cm, model.dataset_json)
+    n_out = pm.get_label_manager(model.dataset_json).num_segmentation_heads
+    net = nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
+    try:
+        net.load_state_dict(model.state_dict)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Error(s) in")]
+        raise ValueError(f"{model.path}: the weights do not fit the {model.backbone} network its plans describe "
+                         f"({(lines or [type(e).__name__])[0][:200]})") from None
+    return net
+
+
 def find_checkpoint(path: Union[str, Path], prefer: str = "final") -> Path:
     """A checkpoint file from a file path, a fold folder or a model folder (single fold)."""
     p = Path(path)

@@ -19,11 +19,13 @@ import torch
 
 from .. import paths
 from ..dataset.raw import atomic_write_json, copy_annotated_classes, label_names
+from ..dataset.raw_checks import check_raw_dataset, read_dataset_json
 from ..networks.registry import get_backbone
-from ..planning.planner import drop_unreadable_fingerprint
-from ..preprocessing.run import complete_cases
+from ..planning.fingerprint import SupremFingerprintExtractor
+from ..planning.planner import drop_unreadable_fingerprint, plans_for_num_gpus
 from .base import SupremTrainer, TrainingBudget, unwrap
-from .checkpoint import TrainedModel, read_trained_model
+from .checkpoint import TrainedModel, build_trained_network, read_trained_model
+from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train
 
@@ -91,10 +93,16 @@ class SupremFinetuneTrainer(SupremTrainer):
         return list(self.train_cases), list(self.val_cases or self.train_cases)
 
     def on_train_epoch_start(self):
+        """Freeze the encoder for the first `freeze_encoder_epochs` epochs; under DDP the wrapper is
+        rebuilt when that changes (its reducer expects a gradient for every parameter it was built with)."""
         frozen = self.current_epoch < self.freeze_encoder_epochs
+        changed = False
         for name, p in unwrap(self.network).named_parameters():
-            if any(name.startswith(k) for k in self.backbone.encoder_keys):
+            if any(name.startswith(k) for k in self.backbone.encoder_keys) and p.requires_grad == frozen:
                 p.requires_grad_(not frozen)
+                changed = True
+        if changed:
+            self.rewrap_ddp()
         if frozen:
             self.print_to_log_file(f"encoder frozen (epoch {self.current_epoch} < {self.freeze_encoder_epochs})")
         super().on_train_epoch_start()
@@ -146,6 +154,7 @@ def load_pretrained(spec: Optional[str]) -> PretrainedSource:
 # ---------------------------------------------------------------------------- plans transfer
 def check_compatibility(src: TrainedModel, target_json: dict, target: str, configuration: str) -> None:
     """Raise ValueError (one line) if the pre-trained model cannot be fine-tuned on the target."""
+    build_trained_network(src)  # its weights fit the network its plans describe (not another architecture)
     if configuration not in src.plans["configurations"]:
         raise ValueError(f"{src.path}: pre-trained plans have no configuration {configuration!r} "
                          f"(have: {', '.join(src.plans['configurations'])})")
@@ -164,9 +173,10 @@ def check_compatibility(src: TrainedModel, target_json: dict, target: str, confi
                          f"({', '.join(get_backbone(src.backbone).head_keys)}) in the checkpoint")
 
 
-def transfer_plans(src: TrainedModel, target: str) -> Tuple[dict, str]:
-    """The pre-training plans re-addressed to `target`, with a `pretrain` block. Caller's dict untouched."""
-    plans = copy.deepcopy(src.plans)
+def transfer_plans(src: TrainedModel, target: str, num_gpus: int = 1) -> Tuple[dict, str]:
+    """The pre-training plans re-addressed to `target` and to `num_gpus` DDP processes (per-GPU batch
+    kept), with a `pretrain` block. Caller's dict untouched."""
+    plans = plans_for_num_gpus(copy.deepcopy(src.plans), num_gpus)
     source_name = plans.get("plans_name", "plans")
     name = f"{source_name}_from_{plans['dataset_name']}"
     plans["dataset_name"], plans["plans_name"] = target, name
@@ -192,21 +202,18 @@ def prepare_target(target: str, plans: dict, configuration: str, num_processes: 
     raw, pre = paths.raw_root() / target, paths.preprocessed_root() / target
     dataset_id = convert_dataset_name_to_id(target)
     drop_unreadable_fingerprint(pre / "dataset_fingerprint.json")
+    if verify:
+        check_raw_dataset(raw)  # one-line errors for broken cases, before nnU-Net's asserts
     if not (pre / "dataset_fingerprint.json").is_file():
-        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=verify,
-                                    clean=True, verbose=False)
+        extract_fingerprint_dataset(dataset_id, SupremFingerprintExtractor, num_processes=num_processes,
+                                    check_dataset_integrity=verify, clean=True, verbose=False)
     pre.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(raw / "dataset.json", pre / "dataset.json")
     copy_annotated_classes(raw, pre)  # training reads the preprocessed copy
     plans_file = pre / f"{plans['plans_name']}.json"
-    data_dir = pre / plans["configurations"][configuration]["data_identifier"]
-    n_cases = json.loads((raw / "dataset.json").read_text())["numTraining"]
-    up_to_date = (plans_file.is_file() and json.loads(plans_file.read_text()) == plans and data_dir.is_dir()
-                  and len(complete_cases(data_dir)) == n_cases)
-    if up_to_date:
-        log.info("%s is already preprocessed with %s", target, plans["plans_name"])
-        return
-    atomic_write_json(plans_file, plans)
+    if not plans_file.is_file() or json.loads(plans_file.read_text()) != plans:
+        atomic_write_json(plans_file, plans)
+    # redoes only what changed since the last completed run (revisions, edited labels; see preprocessing/manifest.py)
     preprocess_dataset(dataset_id, plans["plans_name"], (configuration,), [num_processes])
 
 
@@ -224,7 +231,7 @@ def plan_released_target(src: PretrainedSource, target_json: dict, target: str, 
 
     caps = PlanningCaps(max_patch=tuple(max_patch) if max_patch else None)
     plan_and_preprocess(target, src.backbone, (configuration,), caps, num_processes=num_processes, verify=verify,
-                        preset="suprem", arch_kwargs=src.arch_kwargs)
+                        preset="suprem", arch_kwargs=src.arch_kwargs, num_gpus=launched_world_size())
     name = plans_name_for(src.backbone, "suprem")
     plans_file = paths.preprocessed_root() / target / f"{name}.json"
     plans = json.loads(plans_file.read_text())
@@ -255,15 +262,17 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
              verify: bool = True, max_patch: Optional[Sequence[int]] = None) -> Path:
     """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder."""
     src = load_pretrained(pretrained)
-    target_json = json.loads((paths.raw_root() / target / "dataset.json").read_text())
+    target_json = read_dataset_json(paths.raw_root() / target / "dataset.json")  # one line naming a broken file
     label_names(target_json)  # validates the target's labels
     if src.model is not None:
         check_compatibility(src.model, target_json, target, configuration)
-        plans, plans_name = transfer_plans(src.model, target)
-        prepare_target(target, plans, configuration, num_processes, verify)
+        plans, plans_name = transfer_plans(src.model, target, launched_world_size())
+        with rank_zero_first():  # under torchrun rank 0 preprocesses, the others then find it done
+            prepare_target(target, plans, configuration, num_processes, verify)
     else:
-        plans_name = plan_released_target(src, target_json, target, configuration, num_processes, verify,
-                                          max_patch)
+        with rank_zero_first():
+            plans_name = plan_released_target(src, target_json, target, configuration, num_processes,
+                                              verify, max_patch)
     cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
     trainer = build_trainer(cls, target, plans_name, configuration, "all", device)
     all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))

@@ -1,7 +1,6 @@
 """Drive a SupremTrainer: build it from preprocessed plans, resume, train, record the run."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Optional, Type, Union
 import torch
 
 from .. import paths
+from ..networks.registry import get_backbone
+from . import ddp
 from .base import SupremTrainer, TrainingBudget
 from .checkpoint import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoints
 
@@ -29,15 +30,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _maybe_init_ddp(device: torch.device) -> None:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); nnU-Net's trainer does the rest."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        if device.type != "cuda":
-            raise RuntimeError("multi-process (DDP) training needs CUDA GPUs")
-        torch.distributed.init_process_group("nccl")
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-
-
 def load_preprocessed_plans(dataset: str, plans_name: str) -> tuple:
     folder = paths.preprocessed_root() / dataset
     plans_file, ds_file = folder / f"{plans_name}.json", folder / "dataset.json"
@@ -46,14 +38,36 @@ def load_preprocessed_plans(dataset: str, plans_name: str) -> tuple:
                                                                              "splits_final"))
         raise FileNotFoundError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first"
                                 f" (plans there: {', '.join(avail) or 'none'})")
-    return json.loads(plans_file.read_text()), json.loads(ds_file.read_text())
+    from ..dataset.raw import read_json
+    from ..dataset.raw_checks import read_dataset_json
+
+    plans = read_json(plans_file)  # one-line errors naming a broken file
+    backbone = plans.get("suprem", {}).get("backbone", "nnunet") if isinstance(plans, dict) else None
+    try:
+        get_backbone(backbone)
+    except ValueError as e:  # before nnU-Net's trainer creates the output folder
+        raise ValueError(f"{plans_file}: {e}") from None
+    return plans, read_dataset_json(ds_file)
+
+
+def check_launch(dataset: str, plans_name: str, configuration: str = "3d_fullres") -> None:
+    """One-line error, before anything runs, when the plans were made for another number of GPUs than
+    torchrun launched (the trainer checks again against the joined process group)."""
+    plans, _ = load_preprocessed_plans(dataset, plans_name)
+    if configuration in plans["configurations"]:
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        cfg = PlansManager(plans).get_configuration(configuration).configuration
+        ddp.check_world_size(paths.preprocessed_root() / dataset / f"{plans_name}.json", configuration, cfg,
+                             ddp.launched_world_size())
 
 
 def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: str,
                   configuration: str = "3d_fullres", fold: Union[int, str] = "all",
                   device: torch.device = torch.device("cpu"), plans: Optional[dict] = None) -> SupremTrainer:
-    """Instantiate `trainer_cls` on preprocessed `dataset` (plans may be given instead of read)."""
-    _maybe_init_ddp(device)
+    """Instantiate `trainer_cls` on preprocessed `dataset` (plans may be given instead of read).
+    Launched by torchrun, the process joins the group first (ddp.py: NCCL on GPUs, gloo on CPU)."""
+    device = ddp.join_if_launched(device)
     if "nnUNet_n_proc_DA" not in os.environ:  # nnU-Net would start up to 12 augmentation workers
         os.environ["nnUNet_n_proc_DA"] = "0" if device.type == "cpu" else str(min(12, os.cpu_count() or 1))
     file_plans, dataset_json = load_preprocessed_plans(dataset, plans_name)
@@ -72,7 +86,8 @@ def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, v
     unreadable one is skipped with a warning), or from scratch with `resume=False`; returns the fold folder."""
     trainer.apply_budget(budget)
     out = Path(trainer.output_folder)
-    remove_temp_checkpoints(out)
+    if trainer.local_rank == 0:  # under DDP rank 0 alone touches the files
+        remove_temp_checkpoints(out)
     resumed_from = None
     if resume:
         found = read_resume_checkpoint(out)
@@ -82,7 +97,7 @@ def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, v
             log.info("resuming from %s at epoch %d of %d", resumed_from, trainer.current_epoch, trainer.num_epochs)
         elif any((out / n).is_file() for n in RESUME_NAMES):
             log.warning("%s: no readable checkpoint to resume from; training starts from scratch", out)
-    else:
+    elif trainer.local_rank == 0:
         for n in RESUME_NAMES:
             (out / n).unlink(missing_ok=True)
     trainer.write_run_info(**run_info)
