@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from suprem_nnunet import paths
 from suprem_nnunet.dataset.raw import dataset_name, label_names, read_annotated_classes, resolve_dataset
+from suprem_nnunet.labels import canonical, host_of
 
 from .duplicates import SearchStats, group_duplicates
 from .errors import BadInputError, ConversionError
@@ -122,6 +123,43 @@ def _merge_one(src_folder: str, case: str, ending: str, from_classes: List[str],
     return "ok", record
 
 
+def declared_hosts(dataset_json: Dict, classes: Sequence[str]) -> Dict[str, Optional[str]]:
+    """{class: the host organ it lies in, or None} as a dataset means it: its dataset.json
+    `tumor_hosts` when it has one (what a converter wrote, or someone edited), else the label table's."""
+    declared = dataset_json.get("tumor_hosts")
+    if not isinstance(declared, dict):
+        return {c: host_of(c) for c in classes}
+    out = {}
+    for c in classes:
+        h = declared.get(c)
+        out[c] = canonical(h) if isinstance(h, str) and h.strip() else None
+    return out
+
+
+def check_class_meanings(inputs: Sequence[Tuple[Path, Dict, Sequence[str]]]) -> None:
+    """ConversionError (one line) when two datasets give a class of the same name different meanings
+    (different host organs) or a dataset gives one of the label table's tumours another host than
+    the table: merged, their voxels would become one class. `inputs`: (dataset.json path, its
+    content, its class names)."""
+    seen: Dict[str, Tuple[Optional[str], Path]] = {}
+    for path, dj, classes in inputs:
+        try:
+            hosts = declared_hosts(dj, classes)
+        except ValueError as e:  # a host that is no class name ('background', '')
+            raise ConversionError(f"{path}: tumor_hosts: {e}") from None
+        for c, host in hosts.items():
+            first = seen.setdefault(c, (host, path))
+            if first[0] != host:
+                raise ConversionError(
+                    f"{path}: class {c!r} lies in {host or 'no host organ'} there but in "
+                    f"{first[0] or 'no host organ'} in {first[1]}: the sources disagree on what {c!r} means; "
+                    "rename the class in one of them before merging")
+            table = host_of(c)
+            if table is not None and host != table:
+                raise ConversionError(f"{path}: class {c!r} lies in {host or 'no host organ'} there, but the label "
+                                      f"table defines {c!r} as a tumour of the {table}; fix tumor_hosts or rename it")
+
+
 def _flip_text(flip) -> str:
     axes = [a for a, f in zip("zyx", flip) if f]
     return f", voxels flipped along {'/'.join(axes)}" if axes else ""
@@ -144,7 +182,13 @@ def merge(datasets: Sequence[Union[int, str]], dataset_id: int, name: str = "Mer
             dj = json.loads((f / "dataset.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise BadInputError(f / "dataset.json", f"unreadable ({type(e).__name__})") from None
-        inputs.append((f, dj, label_names(dj), read_annotated_classes(f) or {}))
+        cl = label_names(dj)
+        try:  # every class an annotated_classes.json names must be a label of its dataset.json
+            annotated = read_annotated_classes(f, cl) or {}
+        except ValueError as e:
+            raise ConversionError(str(e)) from None
+        inputs.append((f, dj, cl, annotated))
+    check_class_meanings([(f / "dataset.json", dj, cl) for f, dj, cl, _ in inputs])  # before anything is written
     classes = unified_order(c for _, _, cl, _ in inputs for c in cl)
     report = Report("merge", out_folder.name, classes)
     writer = CaseWriter(out_folder)
