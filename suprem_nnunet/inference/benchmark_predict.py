@@ -3,13 +3,16 @@
 `predict`: file -> label map. nnU-Net: `DefaultPreprocessor.run_case` -> `nnUNetPredictor.
 predict_logits_from_preprocessed_data` -> `convert_predicted_logits_to_segmentation_with_correct_shape`
 (what `predict_from_files_sequential` runs per case, without writing). Ours: `SupremPredictor.predict_case`.
-Same network, step size and mirroring on both sides. `preprocess`: `DefaultPreprocessor.run_case` with
-nnU-Net's configuration vs ours (torch resampling).
+Same network, step size and mirroring on both sides, float32 on both unless `bf16` (ours in bfloat16;
+nnU-Net always runs float32 on CPU). `preprocess`: nnunetv2's
+`DefaultPreprocessor.run_case` vs our `SupremPreprocessor.run_case` (torch resampling of image and
+labels), with the label file when the case has one.
 
 The model is `IntensityBandNet` (fixed weights, smooth masks: class k where the smoothed HU lies in a
 30 HU band) plus a small seeded nnU-Net PlainConvUNet whose output is added at 1e-3 scale, so each patch
 costs a real network's forward pass. Peak memory: the process's peak RSS (VmHWM, reset before each run
-through /proc/self/clear_refs), minus the RSS before the run.
+through /proc/self/clear_refs, so each side's peak is its own), reported both as the peak and as the
+growth over the RSS before the run.
 """
 from __future__ import annotations
 
@@ -34,17 +37,23 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
+#: peak RSS (GiB, the whole process: VmHWM) and CPU seconds of the last `measure` call
+LAST_PEAK_GIB = {"value": 0.0, "cpu_s": 0.0}
+
+
 def measure(fn: Callable[[], object]) -> Tuple[object, float, float]:
-    """(result, seconds, peak RSS growth in GiB) of fn()."""
+    """(result, seconds, peak RSS growth in GiB) of fn(); the absolute peak and the process CPU time (robust
+    to other load on the machine when torch runs one thread) go to LAST_PEAK_GIB."""
     gc.collect()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     except OSError:
         pass
     base = _rss_kib("VmRSS")
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     out = fn()
     sec = time.perf_counter() - t
+    LAST_PEAK_GIB["value"], LAST_PEAK_GIB["cpu_s"] = _rss_kib("VmHWM") / 2 ** 20, time.process_time() - cpu
     return out, sec, max(0, _rss_kib("VmHWM") - base) / 2 ** 20
 
 
@@ -59,16 +68,26 @@ def dice_per_class(a: np.ndarray, b: np.ndarray, num_classes: int) -> Dict[int, 
 
 
 def phantom_file(folder: Path, shape_zyx: Sequence[int], spacing_xyz=(0.8, 0.8, 1.0), num_classes: int = 33) -> Path:
+    """A band phantom CT; its label map is written next to it (`label_file` finds it)."""
     import SimpleITK as sitk
 
     from .reference_nets import band_phantom
 
-    hu, _ = band_phantom(shape_zyx, num_classes, seed=0)
-    img = sitk.GetImageFromArray(hu)
-    img.SetSpacing(spacing_xyz)
+    hu, labels = band_phantom(shape_zyx, num_classes, seed=0)
     f = folder / f"phantom_{'x'.join(map(str, shape_zyx))}.nii.gz"
-    sitk.WriteImage(img, str(f))
+    for arr, name in ((hu, f), (labels, f.with_name(f"labels_{f.name}"))):
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing(spacing_xyz)
+        sitk.WriteImage(img, str(name))
     return f
+
+
+def label_file(image: Path) -> Optional[Path]:
+    """The label map of a benchmark case: `labels_<name>` for a phantom, `seg_total_v2.nii.gz` for the real CT."""
+    for cand in (image.with_name(f"labels_{image.name}"), image.with_name("seg_total_v2.nii.gz")):
+        if cand.is_file():
+            return cand
+    return None
 
 
 def benchmark_model(num_classes: int = 32, patch: int = 64, unet_features: int = 8):
@@ -108,22 +127,27 @@ def run_nnunet(p, image: Path) -> np.ndarray:
 
 
 def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[bool], step: float = 0.5,
-                  patch: int = 64, unet_features: int = 8) -> List[Dict]:
-    """cases: (name, image, also run nnU-Net). One row per case and mirroring setting."""
+                  patch: int = 64, unet_features: int = 8, bf16: Optional[bool] = False) -> List[Dict]:
+    """cases: (name, image, also run nnU-Net). One row per case and mirroring setting. `bf16`: ours runs
+    the network in bfloat16 (None: where the CPU has native bf16)."""
     from .predict import make_predictor
 
     model = benchmark_model(patch=patch, unet_features=unet_features)
     rows = []
     for mirror in mirrors:
-        ours = make_predictor(model, torch.device("cpu"), mirror=mirror, step_size=step)
+        ours = make_predictor(model, torch.device("cpu"), mirror=mirror, step_size=step, bf16=bf16)
         ours.allow_tqdm = False
         ref = nnunet_predictor(model, mirror, step)
         for name, image, with_nnunet in cases:
             row = {"benchmark": "predict", "case": name, "mirroring": mirror, "step": step, "classes": 32,
-                   "torch_threads": torch.get_num_threads()}
-            seg, row["ours_s"], row["ours_peak_gib"] = measure(lambda: ours.predict_case([str(image)]).segmentation)
+                   "torch_threads": torch.get_num_threads(), "ours_bf16": ours.bf16}
+            seg, row["ours_s"], row["ours_peak_growth_gib"] = measure(lambda: ours.predict_case([str(image)]).segmentation)
+            row["ours_peak_gib"], row["ours_cpu_s"] = LAST_PEAK_GIB["value"], LAST_PEAK_GIB["cpu_s"]
+            row["windows_run"], row["windows_skipped"] = ours.windows_run, ours.windows_skipped
             if with_nnunet:
-                want, row["nnunet_s"], row["nnunet_peak_gib"] = measure(lambda: run_nnunet(ref, image))
+                want, row["nnunet_s"], row["nnunet_peak_growth_gib"] = measure(lambda: run_nnunet(ref, image))
+                row["nnunet_peak_gib"], row["nnunet_cpu_s"] = LAST_PEAK_GIB["value"], LAST_PEAK_GIB["cpu_s"]
+                row["cpu_ratio"] = round(row["ours_cpu_s"] / row["nnunet_cpu_s"], 3)
                 d = dice_per_class(seg, want, 33)
                 row["min_dsc"] = round(min(d.values()), 4) if d else None
                 row["classes_compared"] = len(d)
@@ -138,29 +162,37 @@ def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[boo
 
 
 def bench_preprocess(cases: Sequence[Tuple[str, Path]]) -> List[Dict]:
-    """nnU-Net's DefaultPreprocessor with nnU-Net's resampling vs with ours, same cases."""
+    """nnU-Net's DefaultPreprocessor vs our SupremPreprocessor (what `suprem_plan_and_preprocess`, fine-tuning
+    and prediction run), same cases, with their label maps where there are (DSC per label)."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from .fast_predictor import FastConfigurationManager
+    from ..preprocessing.run import SupremPreprocessor
 
     model = benchmark_model(unet_features=0)
     pm = PlansManager(model.plans)
     cm = pm.get_configuration(model.configuration)
-    fast = FastConfigurationManager(cm.configuration)
     rows = []
     for name, image in cases:
-        pre = cm.preprocessor_class()
-        (ref, _, _), t_ref, m_ref = measure(lambda: pre.run_case([str(image)], None, pm, cm, model.dataset_json))
-        (got, _, _), t_got, m_got = measure(lambda: pre.run_case([str(image)], None, pm, fast, model.dataset_json))
+        labels = label_file(image)
+        seg_file = str(labels) if labels else None
+        args = ([str(image)], seg_file, pm, cm, model.dataset_json)
+        (ref, ref_seg, _), t_ref, m_ref = measure(lambda: DefaultPreprocessor(verbose=False).run_case(*args))
+        (got, got_seg, _), t_got, m_got = measure(lambda: SupremPreprocessor(verbose=False).run_case(*args))
         rng = float(ref.max() - ref.min())
         diff = np.abs(got - ref)
-        rows.append({"benchmark": "preprocess", "case": name, "shape": list(ref.shape[1:]), "nnunet_s": round(t_ref, 3),
-                     "ours_s": round(t_got, 3), "speedup": round(t_ref / t_got, 2),
-                     "nnunet_peak_gib": round(m_ref, 3), "ours_peak_gib": round(m_got, 3),
-                     "max_abs_diff_over_range": float(f"{diff.max() / rng:.2e}"),
-                     "mean_abs_diff_over_range": float(f"{diff.mean() / rng:.2e}")})
+        row = {"benchmark": "preprocess", "case": name, "shape": list(ref.shape[1:]), "labels": seg_file is not None,
+               "nnunet_s": round(t_ref, 3), "ours_s": round(t_got, 3), "speedup": round(t_ref / t_got, 2),
+               "nnunet_peak_gib": round(m_ref, 3), "ours_peak_gib": round(m_got, 3),
+               "max_abs_diff_over_range": float(f"{diff.max() / rng:.2e}"),
+               "mean_abs_diff_over_range": float(f"{diff.mean() / rng:.2e}")}
+        if seg_file is not None:
+            d = dice_per_class(got_seg[0], ref_seg[0], int(max(ref_seg.max(), got_seg.max())) + 1)
+            row["label_min_dsc"] = round(min(d.values()), 4) if d else None
+            row["label_voxels_differing"] = float(f"{(got_seg != ref_seg).mean():.2e}")
+        rows.append(row)
         log.info("%s", rows[-1])
-        del ref, got, diff
+        del ref, got, diff, ref_seg, got_seg
     return rows
 
 

@@ -33,11 +33,40 @@ def pick_series(folder: Union[str, Path], series_uid: Optional[str] = None) -> T
     return series_uid, files
 
 
+def check_slice_spacing(folder: Union[str, Path], uid: str, files: List[str]) -> None:
+    """ValueError when the slices of a series (in SimpleITK's order) are not evenly spaced along the
+    slice normal: a missing slice (or a duplicate) that the series reader would silently close up."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    if len(files) < 3:
+        return
+    pos, normal = [], None
+    for f in files:
+        r = sitk.ImageFileReader()
+        r.SetFileName(str(f))
+        try:
+            r.ReadImageInformation()
+        except RuntimeError:
+            raise ValueError(f"{f}: unreadable DICOM file in series {uid}") from None
+        if normal is None:
+            normal = np.asarray(r.GetDirection(), float).reshape(3, 3)[:, 2]
+        pos.append(float(np.dot(r.GetOrigin(), normal)))
+    gaps = np.abs(np.diff(pos))
+    step = float(np.median(gaps))
+    if gaps.min() < 1e-3 or gaps.max() > 1.5 * step:
+        i = int(np.argmax(np.abs(gaps - step)))
+        what = "duplicate slice" if gaps[i] < 1e-3 else "missing slice"
+        raise ValueError(f"{folder}: DICOM series {uid}: {what}, {gaps[i]:.2f} mm between {Path(files[i]).name} "
+                         f"and {Path(files[i + 1]).name} (slice step {step:.2f} mm)")
+
+
 def series_to_nifti(folder: Union[str, Path], dest: Union[str, Path], series_uid: Optional[str] = None) -> Path:
     """Read one DICOM series (SimpleITK's series reader, slices sorted by position) and write it to `dest`."""
     import SimpleITK as sitk
 
     uid, files = pick_series(folder, series_uid)
+    check_slice_spacing(folder, uid, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:

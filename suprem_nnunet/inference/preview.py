@@ -5,11 +5,12 @@ radiological display (patient right on the image's left, head up), with each vox
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Union
 
 import numpy as np
+
+from ..dataset.raw import atomic_save_figure
 
 PathLike = Union[str, Path]
 WINDOW = (-160.0, 240.0)  # HU, a soft-tissue window
@@ -65,9 +66,4 @@ def write_preview(image, seg, class_ids: Mapping[str, int], path: PathLike, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path, dpi=90)
