@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from typing import List, Optional
 
-from suprem_nnunet.cli.common import stdout_closed
+from suprem_nnunet.cli.common import USER_ERRORS, debugging, report_error, stdout_closed
 from suprem_nnunet.paths import setup_environment
 
 from .errors import BadInputError, ConversionError
@@ -42,6 +43,8 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="DAP Atlas: folder holding the AutoPET PETCT_* tree (default: INPUT_DIR)")
     p.add_argument("--list", action="store_true", help="list every source with its classes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="on an error, the full traceback instead of one line "
+                   "(also: environment SUPREM_DEBUG=1)")
     return p
 
 
@@ -53,44 +56,49 @@ def _merge_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="Merged", help="output dataset name")
     p.add_argument("-np", "--num-workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="on an error, the full traceback instead of one line")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Bad input, a full disk or an unwritable folder: one line on stderr and exit 1 (the traceback
+    too with --debug or SUPREM_DEBUG=1); output into a closed pipe ends quietly."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "suprem_convert merge" if argv[:1] == ["merge"] else "suprem_convert"
     try:
         status = _main(argv)
         sys.stdout.flush()  # a closed pipe (`suprem_convert --list | head`) shows here, not at exit
         return status
     except BrokenPipeError:
         return stdout_closed()
+    except (BadInputError, ConversionError, *USER_ERRORS) as e:
+        if "--debug" in argv or debugging():
+            traceback.print_exc()
+        return report_error(prog, e)
 
 
 def _main(argv: Optional[List[str]] = None) -> int:
     setup_environment()
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if argv and argv[0] == "merge":
-            a = _merge_parser().parse_args(argv[1:])
-            from .merge import merge
-            report = merge(a.datasets, a.dataset_id, a.name, a.num_workers, progress=not a.no_progress)
-        else:
-            parser = _convert_parser()
-            a = parser.parse_args(argv)
-            if a.list:
-                print(_list())
-                return 0
-            if not a.source or not a.input_dir:
-                parser.error("SOURCE and INPUT_DIR are required (or --list, or merge)")
-            from .registry import get
-            from .runner import convert
-            info = get(a.source)
-            options = {"groups": a.groups, "images": a.images}
-            report = convert(a.source, a.input_dir, a.dataset_id or info.default_id, a.name, a.num_workers,
-                             a.skip_bad, options, progress=not a.no_progress)
-    except (BadInputError, ConversionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if argv and argv[0] == "merge":
+        a = _merge_parser().parse_args(argv[1:])
+        from .merge import merge
+        report = merge(a.datasets, a.dataset_id, a.name, a.num_workers, progress=not a.no_progress)
+    else:
+        parser = _convert_parser()
+        a = parser.parse_args(argv)
+        if a.list:
+            print(_list())
+            return 0
+        if not a.source or not a.input_dir:
+            parser.error("SOURCE and INPUT_DIR are required (or --list, or merge)")
+        from .registry import get
+        from .runner import convert
+        info = get(a.source)
+        options = {"groups": a.groups, "images": a.images}
+        report = convert(a.source, a.input_dir, a.dataset_id or info.default_id, a.name, a.num_workers,
+                         a.skip_bad, options, progress=not a.no_progress)
     print(report.summary(), end="")
     return 0
 

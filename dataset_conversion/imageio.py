@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from suprem_nnunet.dataset.image_checks import check_nifti_finite, itk_reason, nifti_problem
+
 from .errors import BadInputError
 
 #: Spacing may differ by this relative amount, origins by this fraction of a voxel.
@@ -28,45 +30,12 @@ def natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def _reason(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    msg = next((ln for ln in reversed(lines) if "Exception" not in ln and len(ln) < 200), "")
-    return f"unreadable or corrupt file ({msg})" if msg else "unreadable or corrupt file"
-
-
 def check_nifti_complete(path: Path) -> None:
-    """Raise if a NIfTI-1 file (optionally gzipped) is truncated or its compression is corrupt.
-
-    ITK fills missing voxels silently, so the byte count is checked against the header here.
-    """
-    import gzip
-    import struct
-    import zlib
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            head = f.read(348)
-            total = len(head)
-            while True:
-                chunk = f.read(1 << 22)
-                if not chunk:
-                    break
-                total += len(chunk)
-    except (OSError, EOFError, zlib.error) as e:
-        raise BadInputError(path, f"unreadable or corrupt file ({type(e).__name__}: {e})") from None
-    if len(head) < 348:
-        raise BadInputError(path, f"unreadable or corrupt file (only {total} bytes, no NIfTI header)")
-    for endian in "<>":
-        if struct.unpack(endian + "i", head[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
-            offset = int(struct.unpack(endian + "f", head[108:112])[0])
-            n = int(np.prod([max(d, 1) for d in dims[1:1 + max(min(dims[0], 7), 0)]]))
-            expected = max(offset, 348) + n * bitpix // 8
-            if total < expected:
-                raise BadInputError(path, f"truncated file: {total} of {expected} bytes")
-            return
+    """Raise if a NIfTI-1 file (optionally gzipped) is truncated, its compression is corrupt or its
+    header claims an impossible number of voxels (ITK fills missing voxels silently)."""
+    problem = nifti_problem(path)
+    if problem:
+        raise BadInputError(path, problem)
 
 
 def read_image(path: Path) -> sitk.Image:
@@ -74,12 +43,18 @@ def read_image(path: Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise BadInputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise BadInputError(path, "empty file (0 bytes)")
     if path.name.lower().endswith(NIFTI_EXTS):
         check_nifti_complete(path)
+        try:  # SimpleITK would read NaN / Inf as 0
+            check_nifti_finite(path)
+        except ValueError as e:
+            raise BadInputError(path, str(e).split(": ", 1)[1]) from None
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
-        raise BadInputError(path, _reason(e)) from None
+        raise BadInputError(path, f"unreadable or corrupt file ({itk_reason(e)})") from None
     if img.GetDimension() == 4 and img.GetSize()[3] == 1:
         img = img[:, :, :, 0]
     if img.GetDimension() != 3:
@@ -91,16 +66,20 @@ def read_image(path: Path) -> sitk.Image:
 
 def grid_mismatch(a: sitk.Image, b: sitk.Image) -> Optional[str]:
     """None when `a` and `b` share a voxel grid, else a short description of the difference."""
+    def fmt(v, digits: int) -> tuple:
+        return tuple(float(x) + 0.0 for x in np.round(np.asarray(v, float), digits))
+
     if a.GetSize() != b.GetSize():
         return f"size {a.GetSize()} vs {b.GetSize()}"
     sa, sb = np.array(a.GetSpacing()), np.array(b.GetSpacing())
     if not np.allclose(sa, sb, rtol=SPACING_RTOL, atol=0):
-        return f"spacing {tuple(np.round(sa, 4))} vs {tuple(np.round(sb, 4))}"
+        return f"spacing {fmt(sa, 4)} vs {fmt(sb, 4)}"
     if not np.allclose(a.GetDirection(), b.GetDirection(), atol=DIRECTION_ATOL):
-        return f"direction {orientation_code(a)} vs {orientation_code(b)}"
+        ca, cb = orientation_code(a), orientation_code(b)
+        return f"direction {ca} vs {cb}" if ca != cb else f"direction {fmt(a.GetDirection(), 3)} vs {fmt(b.GetDirection(), 3)}"
     oa, ob = np.array(a.GetOrigin()), np.array(b.GetOrigin())
     if np.abs(oa - ob).max() > ORIGIN_VOXEL_TOL * sa.min():
-        return f"origin {tuple(np.round(oa, 2))} vs {tuple(np.round(ob, 2))}"
+        return f"origin {fmt(oa, 2)} vs {fmt(ob, 2)}"
     return None
 
 
@@ -236,7 +215,7 @@ def read_dicom_series(folder: Path, files: Optional[List[Path]] = None) -> Tuple
     try:
         img = reader.Execute()
     except RuntimeError as e:
-        raise BadInputError(folder, _reason(e)) from None
+        raise BadInputError(folder, f"unreadable or corrupt file ({itk_reason(e)})") from None
     return img, ordered
 
 

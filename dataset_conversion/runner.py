@@ -190,6 +190,24 @@ def convert(source: str, input_dir: Path, dataset_id: int, name: Optional[str] =
         raise BadInputError(input_dir, f"no {info.title} cases found (expected layout: {info.layout})")
     folder = Path(raw_root or paths.raw_root()) / dataset_name(dataset_id, name or info.default_name)
     writer = CaseWriter(folder)
+    created = not folder.exists()
+    try:
+        return _convert_cases(source, conv, cases, folder, writer, num_workers, skip_bad, progress)
+    except BaseException:
+        # nothing half-written: staged files go; so does a folder this run created and completed no case in
+        # (completed cases stay, recorded, so that a rerun resumes)
+        if created and not any(writer.records.glob("*.json")):
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            shutil.rmtree(writer.staging, ignore_errors=True)
+        raise
+
+
+def _convert_cases(source: str, conv: Converter, cases: List[SourceCase], folder: Path, writer: CaseWriter,
+                   num_workers: int, skip_bad: bool, progress: bool) -> Report:
+    from .registry import get
+
+    info = get(source)
     writer.prepare({"source": source, "options": conv.options, "classes": conv.classes})
     report = Report(source, folder.name, list(conv.classes), partial_classes=list(conv.partial_classes),
                     partial_note=conv.partial_note)

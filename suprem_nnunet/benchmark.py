@@ -9,6 +9,8 @@
 process on the same model and CTs (the real CT in ../shared/data/real and synthetic 512x512xN
 phantoms), mirroring off and on; prints wall time, peak memory, their ratios and per-class DSC.
 `preprocess`: nnU-Net's `DefaultPreprocessor` with its own resampling vs ours, same cases.
+`scale`: peak RSS and time per case of plan + preprocess + data loading for N phantom cases
+(`--cases 100 500`), each N in a fresh process; see `benchmarks_scale.py`.
 `partial-labels`: pre-training on merged partially labelled phantom sources with the marginal vs
 the naive loss (and optionally `--sample-by`), scored on a fully labelled held-out set; see
 `benchmarks_partial.py`.
@@ -92,6 +94,9 @@ def data_parser(p: argparse.ArgumentParser, predict: bool) -> None:
         p.add_argument("--step", type=float, default=0.5)
         p.add_argument("--patch", type=int, default=64)
         p.add_argument("--unet-features", type=int, default=8)
+        p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
+                       help="our network in bfloat16 on CPU (auto: where the CPU has native bf16); nnU-Net's "
+                            "stays float32")
 
 
 def run_data(args, predict: bool) -> List[Dict]:
@@ -108,19 +113,24 @@ def run_data(args, predict: bool) -> List[Dict]:
     cases = bp.default_cases(folder, args.large_slices, args.nnunet_slices)
     if predict:
         mirrors = {"off": [False], "on": [True], "both": [False, True]}[args.mirror]
-        rows = bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features)
+        bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
+        rows = bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features, bf16)
         for r in rows:
-            ratio = (f"time x{r['time_ratio']}, memory x{r['memory_ratio']}, min DSC {r['min_dsc']} over "
+            ratio = (f"time x{r['time_ratio']} (CPU time x{r['cpu_ratio']}), min DSC {r['min_dsc']} over "
                      f"{r['classes_compared']} classes, masks equal: {r['masks_equal']}") if "time_ratio" in r else ""
-            print(f"predict {r['case']:<38} mirror {'on ' if r['mirroring'] else 'off'} ours {r['ours_s']:8.1f} s "
-                  f"{r['ours_peak_gib']:6.2f} GiB" + (f" | nnU-Net {r['nnunet_s']:8.1f} s {r['nnunet_peak_gib']:6.2f} GiB"
-                                                      f" | {ratio}" if ratio else ""), flush=True)
+            print(f"predict {r['case']:<38} mirror {'on ' if r['mirroring'] else 'off'} ours "
+                  f"({'bf16' if r['ours_bf16'] else 'fp32'}, {r['windows_run']} windows run, {r['windows_skipped']} "
+                  f"skipped) {r['ours_s']:8.1f} s peak RSS {r['ours_peak_gib']:6.2f} GiB"
+                  + (f" | nnU-Net {r['nnunet_s']:8.1f} s peak RSS {r['nnunet_peak_gib']:6.2f} GiB | {ratio}"
+                     if ratio else ""), flush=True)
     else:
         rows = bp.bench_preprocess([(n, f) for n, f, _ in cases])
         for r in rows:
+            labels = (f"; labels: min DSC {r['label_min_dsc']}, {r['label_voxels_differing']} of voxels differ"
+                      if r["labels"] else "")
             print(f"preprocess {r['case']:<38} nnU-Net {r['nnunet_s']:7.2f} s ours {r['ours_s']:7.2f} s "
-                  f"speed-up x{r['speedup']} | max |diff| {r['max_abs_diff_over_range']} of the intensity range",
-                  flush=True)
+                  f"speed-up x{r['speedup']} | max |diff| {r['max_abs_diff_over_range']} of the intensity range"
+                  + labels, flush=True)
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
@@ -180,11 +190,23 @@ def run_partial(args) -> List[Dict]:
     return [report]
 
 
+def scale_parser(p: argparse.ArgumentParser) -> None:
+    from .benchmarks_scale import add_arguments
+
+    add_arguments(p)
+
+
+def run_scale(args) -> List[Dict]:
+    from .benchmarks_scale import run_cli
+
+    return run_cli(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "predict", "preprocess", "partial-labels", "-h", "--help"):
+    if not argv or argv[0] not in ("train", "predict", "preprocess", "partial-labels", "scale", "-h", "--help"):
         argv = ["train", *argv]  # the original behaviour, without a subcommand
     p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,9 +215,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data_parser(sub.add_parser("predict", help="prediction: ours vs nnUNetPredictor"), True)
     data_parser(sub.add_parser("preprocess", help="preprocessing: ours vs DefaultPreprocessor"), False)
     partial_parser(sub.add_parser("partial-labels", help="pre-training with the marginal vs the naive loss"))
+    scale_parser(sub.add_parser("scale", help="peak RSS and time per case of plan + preprocess + loading vs N"))
     args = p.parse_args(argv)
     if args.command == "partial-labels":
         rows = run_partial(args)
+    elif args.command == "scale":
+        rows = run_scale(args)
     else:
         rows = run_train(args) if args.command == "train" else run_data(args, args.command == "predict")
     if args.json:

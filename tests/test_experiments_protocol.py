@@ -11,7 +11,7 @@ from suprem_nnunet.experiments.data import check_data, check_zoo_names
 from suprem_nnunet.experiments.protocol import (DESIGNS, ProtocolError, load_protocol, protocol_file,
                                                 protocol_from_dict, protocol_names)
 
-PAPER = {"table2", "fig1", "fig2a", "fig2b", "table3", "table4", "fig9"}
+PAPER = {"table2", "fig1", "fig2a", "fig2b", "table3", "table4", "fig9", "fig3"}
 
 
 def raw(name: str) -> dict:

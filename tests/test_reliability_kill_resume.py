@@ -4,6 +4,7 @@ way through a checkpoint), is rerun, and is compared with an uninterrupted run. 
 checkpoint on resume, and output piped into a reader that goes away (`suprem_convert --list | head`)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 DS = "Dataset061_Kill"
 CLASSES = ["liver", "spleen", "kidney_left"]
@@ -184,7 +185,7 @@ def _assert_same_state_as_uninterrupted(fold: Path, reference: Path, resumed: di
 
 
 # ---------------------------------------------------------------------------- training
-def test_training_killed_twice_resumes_to_the_uninterrupted_state(world):
+def test_training_killed_twice_resumes_to_the_uninterrupted_state(world, caplog):
     """suprem_train is SIGKILLed (1) as soon as checkpoint_latest.pth appears (end of epoch 1 of 3),
     then, rerun, (2) while torch.save has written half of its next checkpoint_latest; the third run
     completes. Each rerun continues from the last complete checkpoint; the final state matches the
@@ -207,8 +208,11 @@ def test_training_killed_twice_resumes_to_the_uninterrupted_state(world):
     second_kill = load_checkpoint(fold / "checkpoint_latest.pth")  # the previous one, complete
     assert second_kill["current_epoch"] == 1 and second_kill["logging"] == first_kill["logging"]
 
-    r = run_cli("train", DS, "3d_fullres", *BUDGET, env=env)
-    assert "at epoch 1 of 3" in r.stderr
+    from suprem_nnunet.cli.train import main as train_main  # the third run: in-process, the same command
+
+    with results_folder(world, "res_kill"), caplog.at_level(logging.INFO, logger="suprem_nnunet"):
+        assert train_main([DS, "3d_fullres", *BUDGET]) == 0
+    assert "at epoch 1 of 3" in caplog.text
     _assert_same_state_as_uninterrupted(fold, world["fold"], first_kill)
 
 
@@ -218,18 +222,25 @@ def _copy_run(world, name: str) -> Path:
     return fold
 
 
+@contextlib.contextmanager
+def results_folder(world, name: str):
+    """nnUNet_results = world root / `name` while in the block."""
+    os.environ["nnUNet_results"] = str(world["root"] / name)
+    try:
+        yield
+    finally:
+        os.environ["nnUNet_results"] = str(world["root"] / "nnUNet_results")
+
+
 def _resume_in_process(world, name: str, caplog, epochs: int = EPOCHS):
     from suprem_nnunet.planning.planner import plans_name_for
     from suprem_nnunet.training.base import SupremPretrainer, TrainingBudget
     from suprem_nnunet.training.run import build_trainer, train
 
-    os.environ["nnUNet_results"] = str(world["root"] / name)
-    try:
+    with results_folder(world, name):
         trainer = build_trainer(SupremPretrainer, DS, plans_name_for("nnunet"))
         with caplog.at_level(logging.INFO, logger="suprem_nnunet"):
             train(trainer, TrainingBudget(epochs=epochs, iterations_per_epoch=1, val_iterations=1, optimizer="adamw"))
-    finally:
-        os.environ["nnUNet_results"] = str(world["root"] / "nnUNet_results")
     return trainer
 
 
@@ -276,15 +287,59 @@ def test_conversion_killed_then_rerun_is_byte_identical(tmp_path, point, target,
         write(tmp_path / "in" / f"volume-{i}.nii.gz", ph.image, ph)
         write(tmp_path / "in" / f"segmentation-{i}.nii.gz", source_label(ph, {1: "liver", 2: "liver_tumor"}), ph)
     convert("lits", tmp_path / "in", 1, "T", raw_root=tmp_path / "ref", progress=False)
-    env = _env(nnUNet_raw=tmp_path / "raw")
     args = ["-m", "dataset_conversion.cli", "lits", tmp_path / "in", "-d", "1", "--name", "T", "--no-progress"]
+    kill_rerun_and_compare(tmp_path, target, n, point, args, "Dataset001_T")
+
+
+def kill_rerun_and_compare(tmp_path: Path, target: str, n: int, point: str, args, dataset: str) -> None:
+    """Run `python args` (suprem_convert) on nnUNet_raw = tmp_path/raw, SIGKILL it at `point` (the
+    n-th call of `target`), check that no dataset.json was written, rerun the same command to the
+    end (in-process: the rerun needs no kill) and compare every byte of `dataset` with the
+    uninterrupted run's copy under tmp_path/ref."""
+    from dataset_conversion.cli import main
+
+    env = _env(nnUNet_raw=tmp_path / "raw")
     proc, marker = start_hooked(tmp_path, target, n, args, env)
     kill_when(proc, marker.exists, point)
-    folder = tmp_path / "raw" / "Dataset001_T"
+    folder = tmp_path / "raw" / dataset
     assert not (folder / "dataset.json").exists()
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(ROOT), env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert tree_digest(folder) == tree_digest(tmp_path / "ref" / "Dataset001_T")
+    old = os.environ.get("nnUNet_raw")
+    os.environ["nnUNet_raw"] = str(tmp_path / "raw")
+    try:
+        assert main([str(a) for a in args[2:]]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("nnUNet_raw")
+        else:
+            os.environ["nnUNet_raw"] = old
+    assert tree_digest(folder) == tree_digest(tmp_path / "ref" / dataset)
+
+
+@pytest.mark.parametrize("point,target,n", [
+    ("after the first image thumbnail is staged", "numpy.savez", 1),  # cached as .tmp.npz, not yet renamed
+    ("after the first merged case record", "dataset_conversion.runner.atomic_write_json", 2),  # 1st: state.json
+])
+def test_merge_killed_then_rerun_is_byte_identical(tmp_path, point, target, n):
+    """SIGKILL at a step of `suprem_convert merge` (two converted sources, LiTS and MSD Task09);
+    the rerun completes with the uninterrupted merge's bytes, thumbnails and case records included."""
+    from conversion_replicas import phantom, source_label, write
+    from dataset_conversion.merge import merge
+    from dataset_conversion.runner import convert
+
+    small = dict(shape=(16, 16, 12), spacing=(20.0, 20.0, 20.0))
+    for i in range(2):
+        ph = phantom(310 + i, "RAS", **small)
+        write(tmp_path / "lits" / f"volume-{i}.nii.gz", ph.image, ph)
+        write(tmp_path / "lits" / f"segmentation-{i}.nii.gz", source_label(ph, {1: "liver", 2: "liver_tumor"}), ph)
+        ph = phantom(320 + i, "LPS", **small)
+        write(tmp_path / "msd" / "imagesTr" / f"spleen_{i}.nii.gz", ph.image, ph)
+        write(tmp_path / "msd" / "labelsTr" / f"spleen_{i}.nii.gz", source_label(ph, {1: "spleen"}), ph)
+    convert("lits", tmp_path / "lits", 1, "L", raw_root=tmp_path / "raw", progress=False)
+    convert("msd_task09", tmp_path / "msd", 2, "S", raw_root=tmp_path / "raw", progress=False)
+    shutil.copytree(tmp_path / "raw", tmp_path / "ref")
+    merge([1, 2], 3, "M", raw_root=tmp_path / "ref", progress=False)
+    args = ["-m", "dataset_conversion.cli", "merge", "1", "2", "-d", "3", "--name", "M", "--no-progress"]
+    kill_rerun_and_compare(tmp_path, target, n, point, args, "Dataset003_M")
 
 
 # ---------------------------------------------------------------------------- preprocessing
@@ -316,8 +371,8 @@ def test_preprocessing_killed_then_rerun_gives_complete_data(world):
 # ---------------------------------------------------------------------------- prediction
 def test_prediction_killed_leaves_no_partial_output(world, tmp_path):
     """Killed after its first case is written to its temporary folder: nothing under a final name
-    in the output folder; the rerun writes every case (a regression test: prediction already wrote
-    through a temporary folder; the killed run's `.tmp-<pid>/` is still left behind)."""
+    in the output folder; the rerun writes every case and removes the killed run's temporary
+    folder (old code: `.tmp-<pid>/` of a killed run stayed in the output folder for good)."""
     from suprem_nnunet.inference.predict import predict
 
     images = world["root"] / "nnUNet_raw" / DS / "imagesTs"
@@ -330,7 +385,10 @@ def test_prediction_killed_leaves_no_partial_output(world, tmp_path):
     kill_when(proc, marker.exists, "the first prediction written")
     assert len(list(out.glob(".tmp-*/*.nii.gz"))) == 1  # written to the temporary folder ...
     assert not list(out.glob("*.nii.gz"))  # nothing half-written under a final name
-    run_cli("predict", *args[2:], env=env)
+    from suprem_nnunet.cli.predict import main as predict_main  # the rerun: in-process, the same command
+
+    assert predict_main([str(a) for a in args[2:]]) == 0
+    assert not list(out.glob(".tmp-*"))  # the killed run's temporary folder is gone
     ref = sorted(p.name for p in (tmp_path / "ref").glob("*.nii.gz"))
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ref and len(ref) == 2
     for name in ref:

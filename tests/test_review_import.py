@@ -92,6 +92,8 @@ def _snapshot(raw):
     ("unknown_class", r"pancreas\.nii\.gz: class 'pancreas' is not a label of the dataset"),
     ("not_binary", r"liver\.nii\.gz: a single-class mask must hold only 0 and 1"),
     ("bad_id", r"b\.nii\.gz: label id\(s\) \[7\] are not labels of Dataset050_Rev"),
+    ("unknown_case_masks", r"rev/zz: case 'zz' is not in Dataset050_Rev"),
+    ("geometry_mask", r"liver\.nii\.gz: size \(10, 8, 5\) differs from its CT .*b_0000\.nii\.gz"),
 ])
 def test_bad_revision_one_line_nothing_written(dataset, tmp_path, capsys, problem, message):
     from suprem_nnunet.cli.review import main
@@ -104,6 +106,12 @@ def test_bad_revision_one_line_nothing_written(dataset, tmp_path, capsys, proble
         write_image(rev / "b.nii.gz", ai, (2.0, 2.0, 2.0), GEO[1], GEO[2])
     elif problem == "unknown_case":
         write_image(rev / "zz.nii.gz", ai, *GEO)
+    elif problem == "unknown_case_masks":
+        (rev / "zz").mkdir()
+        write_image(rev / "zz" / "liver.nii.gz", (ai == 1).astype(np.uint8), *GEO)
+    elif problem == "geometry_mask":
+        (rev / "b").mkdir()
+        write_image(rev / "b" / "liver.nii.gz", (ai[:5] == 1).astype(np.uint8), *GEO)
     elif problem == "bad_id":
         bad = ai.copy()
         bad[0, 0, 0] = 7
@@ -122,3 +130,23 @@ def test_bad_revision_one_line_nothing_written(dataset, tmp_path, capsys, proble
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("suprem_review: error:")
     assert _snapshot(raw) == before
+
+
+def test_class_names_are_checked_by_one_function_for_revisions_and_annotated_classes(dataset, tmp_path):
+    """A revision sidecar and annotated_classes.json name classes; both are checked by
+    dataset.raw.dataset_classes (synonyms accepted, one line naming the file otherwise)."""
+    from suprem_nnunet.dataset.raw import dataset_classes, read_annotated_classes
+
+    raw, _, ai = dataset
+    assert dataset_classes(["kidney_l", "Liver"], NAMES, "x") == ["kidney_left", "liver"]
+    (raw / "annotated_classes.json").write_text(json.dumps({"a": ["pancreas"], "b": []}))
+    with pytest.raises(ValueError, match=r"annotated_classes\.json: case a: class 'pancreas' is not a label of "
+                                         r"the dataset\.json \(liver, spleen, kidney_left\)"):
+        read_annotated_classes(raw, NAMES)
+    rev = tmp_path / "rev"
+    rev.mkdir()
+    write_image(rev / "a.nii.gz", ai, *GEO)
+    (rev / "a.json").write_text(json.dumps({"classes": ["pancreas"]}))
+    with pytest.raises(ValueError, match=r"a\.json: class 'pancreas' is not a label of the dataset\.json "
+                                         r"\(liver, spleen, kidney_left\)"):
+        import_revisions(rev, 50)

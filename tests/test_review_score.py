@@ -160,6 +160,23 @@ def test_classes_that_differ_between_models_one_line_nothing_written(tmp_path, c
     assert rc == 1 and len(err) == 1 and err[0].startswith("suprem_review: error:") and "kidney_right" in err[0]
 
 
+def test_classes_that_differ_leave_an_existing_queue_untouched(tmp_path):
+    """Issue 12 bad input: a second scoring into the same folder with a model whose classes differ
+    (same number of classes, one other name) is refused before anything of the first run is overwritten."""
+    p = _probs(_blobs())
+    _write(tmp_path / "a", "c1", p)
+    _write(tmp_path / "a", "c2", p)
+    _write(tmp_path / "b", "c1", p)
+    _write(tmp_path / "b", "c2", p)
+    run_score([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    before = {f: f.read_bytes() for f in (tmp_path / "out").rglob("*") if f.is_file()}
+    _write(tmp_path / "c", "c1", p)  # c1 fine, c2 names spleen where a has kidney_right
+    _write(tmp_path / "c", "c2", p, ["liver", "kidney_left", "spleen"])
+    with pytest.raises(ValueError, match=r"c/c2\.npz: classes differ .*missing: kidney_right; extra: spleen"):
+        run_score([tmp_path / "a", tmp_path / "c"], tmp_path / "out")
+    assert {f: f.read_bytes() for f in (tmp_path / "out").rglob("*") if f.is_file()} == before
+
+
 def test_tta_passes_undo_their_flips(tmp_path, monkeypatch):
     """The passes' flips are undone: with a 'network' that is flip-equivariant except for a ramp along
     x, the z flip pass equals the identity pass and the x flip pass does not (the network saw it flipped)."""

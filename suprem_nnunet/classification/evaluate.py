@@ -255,13 +255,14 @@ def roc_figure(results: Mapping[str, Dict], path: PathLike, title: str = "") -> 
     """One panel per sub-type (lesion-free last, and only if scored), one ROC curve per arm with
     its AUC [95% CI] in the legend and its Youden point marked, chance diagonal dashed (the layout
     of the SuPreM paper's Fig 3). A panel whose AUC is undefined says so."""
-    import matplotlib
+    from ..dataset.raw import atomic_save_figure
+    from ..evaluation.figures import default_style, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with default_style():
+        return atomic_save_figure(_roc_figure(pyplot(), results, title), path, dpi=130)
 
-    from ..dataset.raw import atomic_write_bytes
 
+def _roc_figure(plt, results: Mapping[str, Dict], title: str):
     first = next(iter(results.values()))
     panels = [k for k in first["classes"] if k != "none"] + (["none"] if "none" in first["classes"] else [])
     colors = ["#c0392b", "#2c3e50", "#27ae60", "#8e44ad"]
@@ -293,14 +294,7 @@ def roc_figure(results: Mapping[str, Dict], path: PathLike, title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return fig
 
 
 def format_results(res: Dict) -> str:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import sys
+import traceback
 from typing import Callable, List, Optional, Sequence
 
 from .. import __version__, paths
@@ -15,7 +18,45 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--version", action="version", version=f"suprem-nnunet {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, the full traceback instead of one line (also: environment SUPREM_DEBUG=1)")
     return p
+
+
+#: errors that stop a command with one line on stderr (anything else is a bug: full traceback)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, RuntimeError, OSError,
+               MemoryError)
+_OS_PROBLEMS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EROFS: "read-only file system", errno.EFBIG: "file too large for this file system"}
+
+
+def debugging(args: Optional[argparse.Namespace] = None) -> bool:
+    """Full tracebacks: --debug on the command line, or SUPREM_DEBUG set to anything but 0/empty."""
+    env = os.environ.get("SUPREM_DEBUG", "")
+    return bool(getattr(args, "debug", False) or (env and env != "0"))
+
+
+def one_line(e: BaseException) -> str:
+    """The one-line message of a user error: an OSError names its file and problem, MemoryError says
+    so, a multi-line message (ITK's) is cut to its last meaningful line, and object addresses go."""
+    if isinstance(e, MemoryError):
+        return f"out of memory{f' ({e})' if str(e) else ''}"
+    if isinstance(e, OSError) and e.errno is not None and (e.filename is not None or e.errno in _OS_PROBLEMS):
+        problem = _OS_PROBLEMS.get(e.errno) or e.strerror or type(e).__name__
+        return f"{e.filename}: {problem}" if e.filename is not None else problem
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if len(lines) > 1:  # ITK: 'Exception thrown in SimpleITK ...:' then the file and line, then the reason
+        lines = [ln for ln in lines if not ln.startswith(("Exception thrown", "sitk::ERROR:"))] or lines
+        lines = [" ".join(lines[-1:])]
+    text = re.sub(r"\(0x[0-9a-fA-F]+\)", "", lines[0] if lines else type(e).__name__)
+    return text.replace("ITK ERROR: ", "")
+
+
+def report_error(prog: str, e: BaseException) -> int:
+    """Print `prog: error: <one line>` on stderr; returns the exit status 1."""
+    print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+    return 1
 
 
 def _triple(text: str, cast, what: str) -> list:
@@ -65,8 +106,9 @@ def stdout_closed() -> int:
 
 def run(main_fn: Callable[[argparse.Namespace], Optional[int]], p: argparse.ArgumentParser,
         argv: Optional[Sequence[str]] = None) -> int:
-    """Parse, set up logging and folders, run; user errors become one line on stderr and exit 1;
-    a closed stdout (output piped into `head`) ends the command quietly."""
+    """Parse, set up logging and folders, run; user errors (bad files, a full disk, an unwritable
+    folder) become one line on stderr and exit 1, with the full traceback before it under --debug
+    or SUPREM_DEBUG=1; a closed stdout (output piped into `head`) ends the command quietly."""
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("suprem_nnunet", "dataset_conversion"):
@@ -78,8 +120,7 @@ def run(main_fn: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argu
         return status
     except BrokenPipeError:
         return stdout_closed()
-    except (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, RuntimeError) as e:
-        if args.verbose or os.environ.get("SUPREM_DEBUG"):
-            raise
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        if debugging(args):
+            traceback.print_exc()
+        return report_error(p.prog, e)

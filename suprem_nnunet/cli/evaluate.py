@@ -20,6 +20,9 @@ def build_parser():
                    help="dataset.json naming the ground truth's labels (default: next to GT_DIR)")
     p.add_argument("--dataset-json", default=None,
                    help="one dataset.json naming the labels of both folders (when they share ids)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip cases whose prediction or ground truth is unreadable or broken (listed in the "
+                        "summary and in metrics.json) instead of stopping at the first")
     p.add_argument("--classification", nargs=2, metavar=("SCORES", "LABELS"), default=None,
                    help="instead: evaluate sub-type scores (scores.csv of suprem_classify) against case labels: "
                         "one-vs-rest ROC, AUC with DeLong 95%% CI, Youden and 95%%-specificity points, confusion "
@@ -53,7 +56,8 @@ def _main(args) -> int:
         raise ValueError(f"--tolerance must be >= 0 mm, got {args.tolerance}")
     result = evaluate_folders(args.pred_dir, args.gt_dir, args.output or args.pred_dir,
                               tolerance_mm=args.tolerance, dataset_json=args.dataset_json,
-                              pred_labels=args.pred_labels, gt_dataset_json=args.gt_dataset_json)
+                              pred_labels=args.pred_labels, gt_dataset_json=args.gt_dataset_json,
+                              skip_bad=args.skip_bad)
     print(format_mapping(result["class_mapping"]))
     print(format_summary(result))
     return 0

@@ -1,4 +1,4 @@
-"""suprem_experiment: run the paper's experiments as protocols (Tables 2-4, Figs 1, 2a, 2b, 9) and report them."""
+"""suprem_experiment: run the paper's experiments as protocols (Tables 2-4, Figs 1, 2a, 2b, 3, 9) and report them."""
 from __future__ import annotations
 
 import sys

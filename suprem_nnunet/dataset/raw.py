@@ -48,14 +48,44 @@ def resolve_dataset(id_or_name: Union[int, str], root: Optional[Path] = None) ->
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write `data` to a temporary name next to `path`, then rename; a failed write (full disk)
+    leaves neither a temporary file nor a changed `path`."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: PathLike):
+    """A JSON file; FileNotFoundError / ValueError naming it when it is missing or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def atomic_write_json(path: PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_save_figure(fig, path: PathLike, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG through a temporary name (`atomic_write_bytes`) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt  # already imported by whoever drew `fig`
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
 
 
 def write_image(path: PathLike, array: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
@@ -70,8 +100,12 @@ def write_image(path: PathLike, array: np.ndarray, spacing: Sequence[float], ori
     img.SetDirection([float(v) for v in np.asarray(direction, float).flatten()])
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.stem.split('.')[0]}{suffix}")
-    sitk.WriteImage(img, str(tmp), useCompression=True)
-    os.replace(tmp, path)
+    try:
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_dataset_json(folder: PathLike, labels: Sequence[str], num_training: int,
@@ -96,6 +130,23 @@ def write_annotated_classes(folder: PathLike, annotated: Mapping[str, Iterable[s
                       {case: sorted(set(canonical_labels(set(names)))) for case, names in sorted(annotated.items())})
 
 
+def dataset_classes(names: Iterable[str], labels: Sequence[str], where: str) -> List[str]:
+    """The unified names of `names`, each of which must be a class of the dataset (`labels`: its
+    dataset.json class names; synonyms match); ValueError '<where>: ...' naming the first that is
+    not a class name at all or not one of the dataset's."""
+    known = set(canonical_labels(labels))
+    out = []
+    for n in names:
+        try:
+            name = canonical(n)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if name not in known:
+            raise ValueError(f"{where}: class {n!r} is not a label of the dataset.json ({', '.join(labels)})")
+        out.append(name)
+    return out
+
+
 def read_annotated_classes(folder: PathLike, labels: Optional[Sequence[str]] = None,
                            cases: Optional[Iterable[str]] = None) -> Optional[Dict[str, List[str]]]:
     """{case id: [class names]} from a raw (or preprocessed) dataset folder, or None if absent.
@@ -117,16 +168,8 @@ def read_annotated_classes(folder: PathLike, labels: Optional[Sequence[str]] = N
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{p}: case {case}: expected a list of class names, got {names!r}")
     if labels is not None:
-        known = set(canonical_labels(labels))
         for case, names in data.items():
-            for n in names:
-                try:
-                    name = canonical(n)
-                except ValueError as e:
-                    raise ValueError(f"{p}: case {case}: {e}") from None
-                if name not in known:
-                    raise ValueError(f"{p}: case {case}: class {n!r} is not a label of the dataset.json "
-                                     f"({', '.join(labels)})")
+            dataset_classes(names, labels, f"{p}: case {case}")
     if cases is not None:
         missing = [c for c in cases if str(c) not in data]
         if missing:

@@ -12,6 +12,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
+from ..dataset.image_checks import check_label_values, read_checked_image
 from ..dataset.raw import atomic_write_bytes, atomic_write_json, read_annotated_classes
 from ..inference.predict import IMAGE_ENDINGS, cases_by_stem
 from ..labels import ATLAS_IDS, canonical
@@ -103,14 +104,12 @@ def _annotated(gt_dir: Path) -> Optional[Dict[str, set]]:
     return None
 
 
-def _read(path: Path):
+def _read(path: Path, ids, what: str):
+    """(integer label array, image) of a whole 3D label map whose values are all in `ids`."""
     import SimpleITK as sitk
 
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        raise ValueError(f"{path}: cannot be read ({str(e).strip().splitlines()[-1][:120]})") from None
-    return sitk.GetArrayFromImage(img), img
+    img = read_checked_image(path, what)
+    return check_label_values(path, sitk.GetArrayFromImage(img), ids), img
 
 
 def _stats(values: List[float]) -> Dict[str, float]:
@@ -135,7 +134,7 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
                      labels: Optional[Mapping[str, int]] = None, tolerance_mm: float = 2.0,
                      dataset_json: Optional[PathLike] = None, *,
                      pred_labels: Optional[Union[PathLike, Mapping[str, int]]] = None,
-                     gt_dataset_json: Optional[PathLike] = None) -> Dict:
+                     gt_dataset_json: Optional[PathLike] = None, skip_bad: bool = False) -> Dict:
     """DSC and NSD for every GT case and every GT class the model predicts (matched by name);
     writes `metrics.csv`, `metrics.json` and `class_mapping.json` to `out_dir`.
 
@@ -147,14 +146,17 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
     class) pair the case does not annotate is skipped. Every GT case needs a prediction on the same
     grid (size, spacing, origin, direction). Returns {'per_case': [...], 'summary': {class: {'dsc':
     {mean, sd, n}, 'nsd': {...}}}, 'mean': ..., 'class_mapping': ..., ...}; NaN scores (both masks
-    empty) are left out of means and counts.
+    empty) are left out of means and counts. A case whose files are unreadable, broken, on
+    another grid or hold values outside their label map raises ValueError naming the file; with
+    `skip_bad` it is left out and listed under 'skipped_cases' instead (so is a missing prediction).
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     preds, gts = _images(pred_dir), _images(gt_dir)
     if not gts:
         raise FileNotFoundError(f"{gt_dir}: no ground-truth images")
     missing = sorted(set(gts) - set(preds))
-    if missing:
+    skipped_cases = [{"case": c, "problem": f"{pred_dir}: no prediction"} for c in missing] if skip_bad else []
+    if missing and not skip_bad:
         raise FileNotFoundError(f"{pred_dir}: no prediction for {len(missing)} case(s): {', '.join(missing[:5])}")
     both = labels if labels is not None else (read_label_map(dataset_json) if dataset_json else None)
     model_labels, model_src = model_label_map(pred_dir, gts, pred_labels if pred_labels is not None else both)
@@ -175,10 +177,17 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
     annotated = _annotated(gt_dir)
     rows: List[Dict] = []
     skipped = 0
-    for case in tqdm(sorted(gts), desc="evaluating"):
-        p, pimg = _read(preds[case])
-        g, gimg = _read(gts[case])
-        _check_geometry(preds[case], pimg, gts[case], gimg)
+    for case in tqdm(sorted(set(gts) - set(missing)), desc="evaluating"):
+        try:
+            p, pimg = _read(preds[case], [0, *model_labels.values()], "prediction")
+            g, gimg = _read(gts[case], [0, *gt_labels.values()], "ground truth")
+            _check_geometry(preds[case], pimg, gts[case], gimg)
+        except (ValueError, FileNotFoundError) as e:
+            if not skip_bad:
+                raise
+            skipped_cases.append({"case": case, "problem": str(e)})
+            log.warning("skipped case %s: %s", case, e)
+            continue
         spacing = gimg.GetSpacing()[::-1]
         for m in mapping.scored:
             if annotated is not None and case in annotated and m.gt_class not in annotated[case]:
@@ -195,7 +204,7 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
               "labels": {canonical(n): i for n, i in gt_labels.items()},
               "pred_labels": {canonical(n): i for n, i in model_labels.items()},
               "class_mapping": mapping_json, "not_predicted": mapping.not_predicted,
-              "skipped_unannotated": skipped, "summary": summary,
+              "skipped_unannotated": skipped, "skipped_cases": skipped_cases, "summary": summary,
               "mean": {m: _stats([s[m]["mean"] for s in summary.values()]) for m in ("dsc", "nsd")},
               "per_case": rows}
     if out_dir is not None:
@@ -224,6 +233,8 @@ def format_summary(result: Dict) -> str:
         lines.append(f"{name:<28} {d['mean']:>7.3f} ± {d['sd']:<6.3f} {n['mean']:>7.3f} ± {n['sd']:<6.3f} {d['n']:>4}")
     if result.get("not_predicted"):
         lines.append(f"{'not predicted (not scored)':<28} {', '.join(result['not_predicted'])}")
+    for s in result.get("skipped_cases", []):
+        lines.append(f"{'skipped (--skip-bad)':<28} {s['case']}: {s['problem']}")
     m = result["mean"]
     lines.append(f"{'mean over classes':<28} {m['dsc']['mean']:>7.3f} ± {m['dsc']['sd']:<6.3f} "
                  f"{m['nsd']['mean']:>7.3f} ± {m['nsd']['sd']:<6.3f}")

@@ -1,4 +1,6 @@
-"""PNG figures: per-class score bars of several arms, and a labelled CT slice."""
+"""PNG figures: per-class score bars of several arms, and a labelled CT slice; `pyplot()` and
+`default_style()` are the helpers every figure writer of the package uses (experiments,
+classification), and PNGs are written with `dataset.raw.atomic_save_figure`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +8,11 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..dataset.raw import atomic_save_figure
 
-def _plt():
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,7 +21,7 @@ def _plt():
     return plt
 
 
-def _default_style():
+def default_style():
     """Matplotlib's default style, whatever a library set globally before (nnU-Net's progress plot
     calls seaborn.set(font_scale=2.5), which would otherwise leak into our figures)."""
     import matplotlib
@@ -27,8 +32,8 @@ def _default_style():
 def score_bars(scores: Mapping[str, Mapping[str, float]], path: Path, metric: str = "DSC",
                title: str = "", novel: Sequence[str] = ()) -> None:
     """Grouped bars: {arm: {class: score}}; classes in `novel` are marked with '*'."""
-    with _default_style():
-        _score_bars(_plt(), scores, path, metric, title, novel)
+    with default_style():
+        _score_bars(pyplot(), scores, path, metric, title, novel)
 
 
 def _score_bars(plt, scores, path, metric, title, novel) -> None:
@@ -48,16 +53,15 @@ def _score_bars(plt, scores, path, metric, title, novel) -> None:
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=110)
 
 
 def label_slices(ct: np.ndarray, segs: Dict[str, np.ndarray], class_names: List[str], path: Path,
                  z: Optional[int] = None, window=(-160, 240)) -> int:
     """Axial slice `z` (default: the one with most labelled voxels in the first seg) of `ct` with
     each label map in `segs` overlaid side by side. Arrays are (z, y, x). Returns the slice index."""
-    with _default_style():
-        return _label_slices(_plt(), ct, segs, class_names, path, z, window)
+    with default_style():
+        return _label_slices(pyplot(), ct, segs, class_names, path, z, window)
 
 
 def _label_slices(plt, ct, segs, class_names, path, z, window) -> int:
@@ -79,6 +83,5 @@ def _label_slices(plt, ct, segs, class_names, path, z, window) -> int:
     handles = [Patch(color=cmap(i), label=n) for i, n in enumerate(class_names)]
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(class_names)), fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=110)
     return z

@@ -36,6 +36,10 @@ def run_protocol(protocol: Union[str, Path], scale: str = "phantom", trials: Opt
         paths.setup_environment(str(out / "data"))
         ensure_phantoms(sorted(datasets))
     ctx = Context(out, scale, sc, datasets, device)
+    if run_fn is None and p.design == "classification":
+        from .classification_run import run_classification
+
+        run_fn = run_classification
     folder = run_sweep(p, scale, out, ctx, run_fn or run_one, trials, path.read_text())
     report = write_report(folder)
     log.info("report: %s", report)

@@ -28,6 +28,10 @@ class PhantomSpec:
     shape: Tuple[int, int, int]
     spacing: Tuple[float, float, float]
     orientation: str = "LPS"
+    #: pancreatic-lesion sub-type phantoms (suprem_classify make-phantoms): the lesions labelled as
+    #: their sub-type ("subtype", with case_labels.csv) or as pancreas_tumor ("tumor"); None: plain phantoms
+    subtypes_as: Optional[str] = None
+    difficulty: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def phantom_specs() -> Dict[int, PhantomSpec]:
         out[int(k)] = PhantomSpec(int(k), d["name"], tuple(d["classes"]), int(d["num_train"]), int(d["num_test"]),
                                   int(d["seed"]), tuple(d.get("shape", data["shape"])),
                                   tuple(float(v) for v in d.get("spacing", data["spacing"])),
-                                  d.get("orientation", "LPS"))
+                                  d.get("orientation", "LPS"), d.get("subtypes_as"), float(d.get("difficulty", 0.5)))
     return out
 
 
@@ -94,6 +98,7 @@ def check_data(protocol: Protocol, scale_name: str) -> Dict[int, DatasetInfo]:
     except (KeyError, ValueError) as e:
         raise ProtocolError(f"{protocol.file}: scales.{scale_name}.backbone: {e}") from None
     ids = [t.dataset for t in scale.targets] + [p.dataset for p in scale.pretrainings if p.dataset is not None]
+    classification = protocol.design == "classification"
     infos: Dict[int, DatasetInfo] = {}
     where = f"{protocol.file}: scales.{scale_name}"
     if scale_name == "phantom":
@@ -103,13 +108,24 @@ def check_data(protocol: Protocol, scale_name: str) -> Dict[int, DatasetInfo]:
                 raise ProtocolError(f"{where}: unknown dataset {i}; phantom datasets: "
                                     f"{', '.join(str(k) for k in specs)}")
             s = specs[i]
+            if classification and i in [t.dataset for t in scale.targets] and s.subtypes_as != "subtype":
+                raise ProtocolError(f"{where}: target dataset {i} has no sub-type labels; a classification "
+                                    "target is a phantom dataset with \"subtypes_as\": \"subtype\"")
             infos[i] = DatasetInfo(i, f"Dataset{i:03d}_{s.name}", s.num_train, s.num_test)
     else:
         for i in ids:
             folder = find_raw_dataset(i)
+            target = i in [t.dataset for t in scale.targets]
+            if folder is None and classification and target:
+                raise ProtocolError(f"{where}: dataset {i} is missing under {paths.raw_root()}; bring your CTs "
+                                    f"as an nnU-Net raw dataset -d {i} with labels and case_labels.csv "
+                                    f"(case,subtype), or make phantoms with `suprem_classify make-phantoms -d {i}`")
             if folder is None:
                 raise ProtocolError(f"{where}: dataset {i} is missing under {paths.raw_root()}; "
                                     f"{_convert_hint(protocol, scale, i)}")
+            if classification and target and not (folder / "case_labels.csv").is_file():
+                raise ProtocolError(f"{folder / 'case_labels.csv'}: missing; a classification target needs "
+                                    "its case labels (case,subtype)")
             infos[i] = DatasetInfo(i, folder.name, _count(folder, "imagesTr"), _count(folder, "labelsTs"))
         _check_zoo(scale, where)
     for t in scale.targets:
@@ -167,7 +183,7 @@ def check_zoo_names(protocol: Protocol) -> None:
 
 def ensure_phantoms(ids: List[int]) -> None:
     """Write the phantom datasets that are not complete yet (dataset.json is written last)."""
-    from ..synth.dataset import make_phantom_dataset
+    from ..synth.dataset import make_phantom_dataset, make_subtype_dataset
 
     specs = phantom_specs()
     for i in ids:
@@ -175,5 +191,9 @@ def ensure_phantoms(ids: List[int]) -> None:
             continue
         s = specs[i]
         log.info("building phantom dataset %d (%s: %d train, %d test)", i, s.name, s.num_train, s.num_test)
+        if s.subtypes_as is not None:
+            make_subtype_dataset(i, s.name, s.num_train, s.num_test, s.difficulty, s.subtypes_as, s.shape,
+                                 s.spacing, s.seed, progress=False)
+            continue
         make_phantom_dataset(i, s.name, s.classes, s.num_train, s.num_test, shape=s.shape, spacing=s.spacing,
                              orientation=s.orientation, seed=s.seed, progress=False)

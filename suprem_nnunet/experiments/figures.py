@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..evaluation.figures import _default_style, _plt
+from ..dataset.raw import atomic_save_figure
+from ..evaluation.figures import default_style, pyplot
 
 
 def sweep_plot(series: Mapping[str, Sequence[Tuple[float, float, float]]], path: Path, xlabel: str, ylabel: str,
@@ -13,8 +14,8 @@ def sweep_plot(series: Mapping[str, Sequence[Tuple[float, float, float]]], path:
                reference: Optional[Tuple[str, float, float]] = None) -> None:
     """One line per arm through (x, mean, sd) points with sd error bars; optional text per point and a
     horizontal reference line (label, mean, sd)."""
-    with _default_style():
-        plt = _plt()
+    with default_style():
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         for arm, pts in series.items():
             pts = sorted(pts)
@@ -34,15 +35,14 @@ def sweep_plot(series: Mapping[str, Sequence[Tuple[float, float, float]]], path:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        atomic_save_figure(fig, path, dpi=120)
 
 
 def curve_plot(curves: Mapping[str, List[Tuple[List[float], List[float]]]], path: Path, target: Optional[float],
                title: str) -> None:
     """Validation DSC against training seconds, one line per (arm, trial); dashed line at the target."""
-    with _default_style():
-        plt = _plt()
+    with default_style():
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         colors: Dict[str, str] = {}
         for i, (arm, runs) in enumerate(curves.items()):
@@ -57,5 +57,4 @@ def curve_plot(curves: Mapping[str, List[Tuple[List[float], List[float]]]], path
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        atomic_save_figure(fig, path, dpi=120)

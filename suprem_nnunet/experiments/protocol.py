@@ -23,15 +23,16 @@ DESIGNS: Dict[str, str] = {
     "ood": "direct inference on external datasets vs models trained on each",
     "novel_groups": "targets with novel classes only, per class group",
     "learning_curve": "validation DSC per epoch; time to reach the baseline's final DSC",
+    "classification": "case-level tumour sub-type classification from the (pre-trained) encoder; AUC per sub-type",
 }
 #: statistics a design may use
 STATISTICS = {"arms": "two_sample", "few_shot": "two_sample", "target_size": "two_sample",
               "pretrain_scale": "none", "ood": "one_sample", "novel_groups": "two_sample",
-              "learning_curve": "time_to_target"}
+              "learning_curve": "time_to_target", "classification": "two_sample"}
 #: what the sweep values of a design count
 SETTING_NAMES = {"arms": "num_train_cases", "few_shot": "num_train_cases", "target_size": "num_train_cases",
                  "pretrain_scale": "pretrain_cases", "ood": "dataset", "novel_groups": "num_train_cases",
-                 "learning_curve": "num_train_cases"}
+                 "learning_curve": "num_train_cases", "classification": "num_train_cases"}
 INITS = ("scratch", "pretrained", "direct")  # direct: predict with the pre-trained model, no training
 SCALES = ("phantom", "full")
 OPTIMIZERS = ("sgd", "adamw")
@@ -286,7 +287,7 @@ def protocol_from_dict(data: Mapping[str, Any], file: str = "<protocol>") -> Pro
             fail(f"{f}.sweep", f"design {design} sweeps numbers; 'all' is not one")
         if design != "ood" and not sweep:
             fail(f"{f}.sweep", f"needs at least one value ({SETTING_NAMES[design]})")
-        if design in ("arms", "novel_groups", "learning_curve") and len(sweep) != 1:
+        if design in ("arms", "novel_groups", "learning_curve", "classification") and len(sweep) != 1:
             fail(f"{f}.sweep", f"design {design} takes one few-shot size, got {list(sweep)}")
         if design != "ood" and len(targets) != 1:
             fail(f"{f}.targets", f"design {design} takes one target dataset")

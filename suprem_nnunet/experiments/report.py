@@ -296,11 +296,12 @@ def write_report(folder: Path) -> Path:
     meta = json.loads(meta_f.read_text())
     p = protocol_from_dict(json.loads(proto_f.read_text()), str(proto_f))
     scale = p.scale(meta["scale"])
-    all_rows = read_rows(folder / "results.csv")
+    source = "scores.csv" if p.design == "classification" else "results.csv"
+    all_rows = read_rows(folder / source)
     runs = read_rows(folder / "runs.csv")
     curves = read_rows(folder / "curves.csv")
     if not all_rows:
-        raise ValueError(f"{folder / 'results.csv'}: no rows")
+        raise ValueError(f"{folder / source}: no rows")
     rows = Rows(all_rows, group_of=class_group if p.design == "novel_groups" else None)
     arms = [a.name for a in scale.arms if any(r["arm"] == a.name for r in all_rows)]
     settings = list(dict.fromkeys(r["setting"] for r in all_rows))
@@ -314,7 +315,7 @@ def write_report(folder: Path) -> Path:
              f"- target dataset(s): {', '.join(sorted({meta['datasets'].get(str(t.dataset), str(t.dataset)) for t in scale.targets}))}",
              f"- fine-tuning budget: {scale.budget.epochs} epochs × {scale.budget.iterations_per_epoch} iterations, "
              f"{scale.budget.optimizer}" + (f", lr {scale.budget.lr}" if scale.budget.lr else ""),
-             f"- every cell is computed from `results.csv` (one row per arm, setting, trial, case and class); "
+             f"- every cell is computed from `{source}` (one row per arm, setting, trial, case and class); "
              f"`suprem_experiment report {folder}` regenerates this file", ""]
     if p.design in ("arms", "novel_groups"):
         unit = "group" if p.design == "novel_groups" else "class"
@@ -336,6 +337,10 @@ def write_report(folder: Path) -> Path:
         lines += _ood_section(p, rows, arms, scale.baseline, settings) + [""]
     elif p.design == "learning_curve":
         lines += _curve_section(p, rows, curves, arms, scale.baseline, folder) + [""]
+    elif p.design == "classification":
+        from .report_classification import classification_section
+
+        lines += classification_section(p.name, p.paper, all_rows, arms, scale.baseline, folder) + [""]
     lines += _runs_section(runs)
     report = folder / "report.md"
     atomic_write_bytes(report, ("\n".join(lines) + "\n").encode())

@@ -4,8 +4,9 @@ Every (arm, setting, trial) run has its own folder `<out>/<protocol>/runs/<arm>/
 with `result.json` written last (atomically): a rerun skips runs whose result reads back, reruns a
 run whose result is missing or corrupt (one line logged), and so completes a killed sweep. Rows go
 to `results.csv` (protocol, arm, setting, trial, case, class, dsc, nsd), learning curves to
-`curves.csv`, run-level facts (seconds, pre-training compute) to `runs.csv`; report.py draws every
-table and figure from those files only.
+`curves.csv`, run-level facts (seconds, pre-training compute) to `runs.csv`; a classification run's
+rows (one per test case and sub-type: its score and whether the case is of that sub-type) go to
+`scores.csv`. report.py draws every table and figure from those files only.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .protocol import Protocol, ProtocolError, Scale
 log = logging.getLogger(__name__)
 RESULT = "result.json"
 ROW_FIELDS = ("protocol", "arm", "setting", "trial", "case", "class", "dsc", "nsd")
+SCORE_FIELDS = ("protocol", "arm", "setting", "trial", "case", "class", "truth", "score")
 CURVE_FIELDS = ("protocol", "arm", "setting", "trial", "epoch", "seconds", "val_dsc_ema", "val_dsc")
 RUN_FIELDS = ("protocol", "arm", "setting", "trial", "target", "train_seconds", "seconds", "pretrain_cases",
               "pretrain_seconds")
@@ -80,8 +82,8 @@ def read_result(path: Path, key: Optional[str] = None) -> Optional[Dict]:
         if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
             raise ValueError("no 'rows' list")
         for r in res["rows"]:
-            if not {"case", "class", "dsc", "nsd"} <= set(r):
-                raise ValueError("a row lacks case/class/dsc/nsd")
+            if not ({"case", "class", "dsc", "nsd"} <= set(r) or {"case", "class", "truth", "score"} <= set(r)):
+                raise ValueError("a row lacks case/class/dsc/nsd (or case/class/truth/score)")
     except (ValueError, UnicodeDecodeError) as e:
         log.warning("%s: corrupt result (%s); running it again", path, str(e).splitlines()[0])
         return None
@@ -141,14 +143,15 @@ def _csv(rows: Sequence[Dict], fields: Sequence[str]) -> bytes:
 
 
 def collect(folder: Path, runs: Sequence[RunSpec]) -> None:
-    """results.csv, curves.csv and runs.csv from the result files of `runs` (nothing else)."""
-    rows, curves, infos = [], [], []
+    """results.csv, curves.csv, runs.csv (and scores.csv) from the result files of `runs` (nothing else)."""
+    rows, curves, infos, scores = [], [], [], []
     for spec in runs:
         res = read_result(folder / "runs" / spec.folder / RESULT)
         if res is None:
             raise ProtocolError(f"{folder / 'runs' / spec.folder / RESULT}: missing; run the protocol again")
         key = {"protocol": spec.protocol, "arm": spec.arm, "setting": spec.setting, "trial": spec.trial}
-        rows += [{**key, **r} for r in res["rows"]]
+        rows += [{**key, **r} for r in res["rows"] if "dsc" in r]
+        scores += [{**key, **r} for r in res["rows"] if "score" in r]
         curves += [{**key, **c} for c in res.get("curve", [])]
         pre = (res.get("pretraining") or {}) if spec.init != "scratch" else {}  # scratch: only its plans
         infos.append({**key, "target": res.get("target", ""), "train_seconds": res.get("train_seconds"),
@@ -157,3 +160,5 @@ def collect(folder: Path, runs: Sequence[RunSpec]) -> None:
     atomic_write_bytes(folder / "results.csv", _csv(rows, ROW_FIELDS))
     atomic_write_bytes(folder / "curves.csv", _csv(curves, CURVE_FIELDS))
     atomic_write_bytes(folder / "runs.csv", _csv(infos, RUN_FIELDS))
+    if scores:
+        atomic_write_bytes(folder / "scores.csv", _csv(scores, SCORE_FIELDS))

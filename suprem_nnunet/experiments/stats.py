@@ -6,6 +6,7 @@ All functions take plain value lists, leave NaN out, and return NaN where a test
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Sequence, Tuple
 
@@ -47,7 +48,9 @@ def two_sample(a: Sequence[float], b: Sequence[float]) -> float:
     x, y = _clean(a), _clean(b)
     if _undefined(x, y):
         return float("nan")
-    return float(stats.ttest_ind(x, y).pvalue)
+    with warnings.catch_warnings():  # one constant sample (e.g. AUC 1.0 in every trial): its variance is exactly 0
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return float(stats.ttest_ind(x, y).pvalue)
 
 
 def one_sample(a: Sequence[float], popmean: float) -> float:

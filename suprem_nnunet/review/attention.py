@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 from scipy import ndimage
 
+from ..dataset.raw import atomic_save_figure
 from .probabilities import CasePasses
 from .scorers import CLAIM, binary_entropy
 
@@ -114,12 +115,7 @@ def write_attention_preview(attention, path: PathLike, ct=None, title: str = "",
     text = ", ".join(f"{c} {s:.2f}" for c, s in top_classes)
     fig.suptitle(f"{title}  attention (top: {text})" if text else f"{title}  attention")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path, dpi=80)
 
 
 def find_ct(images: Optional[PathLike], case: str) -> Optional[Path]:

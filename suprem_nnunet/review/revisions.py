@@ -11,8 +11,9 @@ For each case the revised classes' voxels are replaced (other classes keep the A
 previous label map is kept as `revisions/<case>/v<NNN><ending>`, `revisions/history.json` records
 who, when, which classes and the voxels added / removed per class, the revised classes become
 annotated for that case in `annotated_classes.json`, and preprocessed copies of the case are
-removed (with `gt_segmentations` and `annotated_classes.json` refreshed) so `suprem_finetune` and
-`suprem_plan_and_preprocess` preprocess the revision before training continues. Everything is
+removed (with `gt_segmentations` and `annotated_classes.json` refreshed); `suprem_train`,
+`suprem_finetune` and `suprem_plan_and_preprocess` see the changed label file against the
+preprocessing manifest (preprocessing/manifest.py) and preprocess just the revised cases again. Everything is
 checked before anything is written: a case the dataset lacks, a label whose geometry is not its
 CT's, an unknown class or label id, a mask that is not binary — one line naming the file.
 """
@@ -29,8 +30,9 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from .. import paths
-from ..dataset.raw import (atomic_write_bytes, atomic_write_json, copy_annotated_classes, label_names,
-                           read_annotated_classes, resolve_dataset, write_annotated_classes)
+from ..dataset.raw import (atomic_write_bytes, atomic_write_json, copy_annotated_classes, dataset_classes,
+                           label_names, read_annotated_classes, read_json, resolve_dataset,
+                           write_annotated_classes)
 from ..inference.predict import IMAGE_ENDINGS, case_name
 from ..labels import canonical
 
@@ -54,10 +56,7 @@ class Revision:
 def _read_sidecar(path: Path) -> Dict:
     if not path.is_file():
         return {}
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    d = read_json(path)
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected an object with reviewer / date / note / classes")
     unknown = sorted(set(d) - set(SIDECAR_KEYS))
@@ -175,16 +174,7 @@ def collect_revisions(revised_dir: PathLike, dataset: Union[int, str]) -> List[R
 
 
 def _classes(requested, ids: Dict[str, int], where: Path) -> List[str]:
-    out = []
-    for n in requested:
-        try:
-            c = canonical(n)
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-        if c not in ids:
-            raise ValueError(f"{where}: class {n!r} is not a label of the dataset ({', '.join(ids)})")
-        out.append(c)
-    return out
+    return dataset_classes(requested, list(ids), str(where))
 
 
 def changes(rev: Revision, ids: Dict[str, int]) -> Dict[str, Dict[str, int]]:
@@ -284,6 +274,6 @@ def format_report(report: Dict) -> str:
             if d["added"] or d["removed"]:
                 lines.append(f"    {c}: +{d['added']} / -{d['removed']} voxels")
     if report.get("preprocessed_removed"):
-        lines.append(f"  removed {len(report['preprocessed_removed'])} stale preprocessed file(s): rerun "
-                     "suprem_plan_and_preprocess (suprem_finetune does it itself) before continuing training")
+        lines.append(f"  removed {len(report['preprocessed_removed'])} stale preprocessed file(s): suprem_train "
+                     "and suprem_finetune preprocess the revised cases again before training continues")
     return "\n".join(lines)

@@ -32,6 +32,8 @@ from .store import ZooError, model_folder, read_index, store_root, write_index
 
 PathLike = Union[str, Path]
 ARCHIVE_FORMAT = "suprem-nnunet-model/1"
+#: an archive may expand to at most this multiple of its size (checkpoints barely compress: about 1.1x)
+MAX_EXPANSION = 100
 _REQUIRED = ("model_card.json", "classes.json", "plans.json", "dataset.json")
 
 
@@ -157,6 +159,11 @@ def import_model(zip_path: PathLike, name: str, overwrite: bool = False) -> Dict
         bad = [m for m in members if m.startswith("/") or ".." in Path(m).parts]
         if bad:
             raise ZooError(f"{src}: unsafe path {bad[0]!r} in archive")
+        expanded = sum(i.file_size for i in z.infolist())
+        if expanded > MAX_EXPANSION * max(src.stat().st_size, 1):
+            raise ZooError(f"{src}: the archive would expand to {expanded} bytes, "
+                           f"{expanded / max(src.stat().st_size, 1):.0f}x its size (limit {MAX_EXPANSION}x); "
+                           "refused as a possible zip bomb")
         card = json.loads(z.read("model_card.json"))
         if card.get("format") != ARCHIVE_FORMAT:
             raise ZooError(f"{src}: unknown model archive format {card.get('format')!r}")
