@@ -13,7 +13,7 @@ import re
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -157,3 +157,25 @@ def check_label_values(path: PathLike, arr: np.ndarray, ids) -> np.ndarray:
         raise ValueError(f"{path}: label value(s) {', '.join(map(str, bad[:5]))} not in the label map "
                          f"(ids {', '.join(map(str, sorted(int(i) for i in ids)))})")
     return arr
+
+
+#: (what, absolute tolerance) of the geometry two images on one grid must share
+GEOMETRY_TOLERANCES = (("size", 0.0), ("spacing", 1e-4), ("origin", 1e-3), ("direction", 1e-4))
+
+
+def geometry_difference(a, b, rtol: float = 0.0) -> Optional[Tuple[str, Tuple[Any, ...], Tuple[Any, ...]]]:
+    """The first of size, spacing, origin and direction in which SimpleITK images `a` and `b`
+    differ beyond `GEOMETRY_TOLERANCES` (and `rtol`, not applied to the size), as (what, a's value,
+    b's value); None when they share one grid."""
+    for what, atol in GEOMETRY_TOLERANCES:
+        get = "Get" + what.capitalize()
+        va, vb = getattr(a, get)(), getattr(b, get)()
+        if len(va) != len(vb) or not np.allclose(va, vb, atol=atol, rtol=rtol if atol else 0.0):
+            return what, tuple(va), tuple(vb)
+    return None
+
+
+def rounded(values) -> Tuple[float, ...]:
+    """`values` as floats rounded to 4 decimals, for messages."""
+    return tuple(round(float(x), 4) for x in values)
+

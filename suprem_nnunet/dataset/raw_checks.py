@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Union
 
-import numpy as np
 
-from .image_checks import check_image_file, check_label_values
+from .image_checks import check_image_file, check_label_values, geometry_difference, rounded
 from .raw import read_json
 
 PathLike = Union[str, Path]
@@ -64,13 +63,10 @@ def _cases(folder: Path, ending: str, channels: int, what: str) -> Dict[str, Lis
 
 
 def _geometry(label, image, label_file: Path, image_file: Path) -> None:
-    checks = (("size", label.GetSize(), image.GetSize(), 0), ("spacing", label.GetSpacing(), image.GetSpacing(), 1e-4),
-              ("origin", label.GetOrigin(), image.GetOrigin(), 1e-3),
-              ("direction", label.GetDirection(), image.GetDirection(), 1e-4))
-    for what, a, b, tol in checks:
-        if len(a) != len(b) or not np.allclose(a, b, atol=tol, rtol=1e-5 if tol else 0):
-            fmt = (lambda v: tuple(round(float(x), 4) for x in v))
-            raise ValueError(f"{label_file}: label {what} {fmt(a)} does not match image {image_file.name} {fmt(b)}")
+    diff = geometry_difference(label, image, rtol=1e-5)
+    if diff is not None:
+        what, a, b = diff
+        raise ValueError(f"{label_file}: label {what} {rounded(a)} does not match image {image_file.name} {rounded(b)}")
 
 
 def check_raw_dataset(folder: PathLike) -> Dict:

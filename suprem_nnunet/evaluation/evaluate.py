@@ -12,7 +12,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset.image_checks import check_label_values, read_checked_image
+from ..dataset.image_checks import check_label_values, geometry_difference, read_checked_image, rounded
 from ..dataset.raw import atomic_write_bytes, atomic_write_json, read_annotated_classes
 from ..inference.predict import IMAGE_ENDINGS, cases_by_stem
 from ..labels import ATLAS_IDS, canonical
@@ -121,13 +121,10 @@ def _stats(values: List[float]) -> Dict[str, float]:
 
 def _check_geometry(pred_file: Path, pimg, gt_file: Path, gimg) -> None:
     """ValueError unless both images share size, spacing, origin and direction."""
-    checks = (("size", pimg.GetSize(), gimg.GetSize(), 0), ("spacing", pimg.GetSpacing(), gimg.GetSpacing(), 1e-4),
-              ("origin", pimg.GetOrigin(), gimg.GetOrigin(), 1e-3),
-              ("direction", pimg.GetDirection(), gimg.GetDirection(), 1e-4))
-    for what, a, b, tol in checks:
-        if len(a) != len(b) or not np.allclose(a, b, atol=tol, rtol=0):
-            fmt = (lambda v: tuple(round(float(x), 4) for x in v))
-            raise ValueError(f"{pred_file}: {what} {fmt(a)} does not match the ground truth {gt_file} ({fmt(b)})")
+    diff = geometry_difference(pimg, gimg)
+    if diff is not None:
+        what, a, b = diff
+        raise ValueError(f"{pred_file}: {what} {rounded(a)} does not match the ground truth {gt_file} ({rounded(b)})")
 
 
 def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[PathLike] = None,

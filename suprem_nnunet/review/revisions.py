@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from .. import paths
+from ..dataset.image_checks import geometry_difference
 from ..dataset.raw import (atomic_write_bytes, atomic_write_json, copy_annotated_classes, dataset_classes,
                            label_names, read_annotated_classes, read_json, resolve_dataset,
                            write_annotated_classes)
@@ -85,13 +86,11 @@ def _locate(raw: Path, case: str, source: Path, ending: str):
 
 
 def _check_geometry(source: Path, img, ct_file: Path, ct) -> None:
-    checks = (("size", img.GetSize(), ct.GetSize(), 0), ("spacing", img.GetSpacing(), ct.GetSpacing(), 1e-4),
-              ("origin", img.GetOrigin(), ct.GetOrigin(), 1e-3),
-              ("direction", img.GetDirection(), ct.GetDirection(), 1e-4))
-    for name, a, b, tol in checks:
-        if len(a) != len(b) or not np.allclose(a, b, atol=tol, rtol=0):
-            raise ValueError(f"{source}: {name} {tuple(round(v, 4) for v in a)} differs from its CT {ct_file} "
-                             f"({tuple(round(v, 4) for v in b)})")
+    diff = geometry_difference(img, ct)
+    if diff is not None:
+        name, a, b = diff
+        raise ValueError(f"{source}: {name} {tuple(round(v, 4) for v in a)} differs from its CT {ct_file} "
+                         f"({tuple(round(v, 4) for v in b)})")
 
 
 def _read_checked(source: Path, ct_file: Path, ct):
