@@ -183,7 +183,7 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
                                     use_mirroring=use_mirror, perform_everything_on_device=device.type == "cuda",
                                     device=device, verbose=False, allow_tqdm=True,
                                     fast_resampling=fast_data_path, chunked_export=fast_data_path,
-                                    body_crop=fast_data_path, nearest_export=fast, fast_window=fast_data_path,
+                                    body_crop=fast_data_path, nearest_export=fast, fast_window=fast_data_path, onednn_conv=fast_data_path,
                                     bf16=(bf16 if fast_data_path else False) if device.type == "cpu" else False)
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
