@@ -371,3 +371,41 @@ def test_torchrun_two_processes_on_cpu(tiny):
     assert (info["world_size"], info["global_batch_size"]) == (WORLD, 2)
     ckpt = torch.load(fold / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert ckpt["current_epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["network_weights"])
+
+
+def test_torchrun_finetune_with_validation(tiny):
+    """suprem_finetune under torchrun (gloo, 2 ranks) from the torchrun pre-training above, with a novel
+    class and --validate: rank 0 alone preprocesses the target and writes checkpoints; the held-out
+    cases are split across the ranks for nnU-Net's validation and rank 0 writes one summary of all of
+    them (before this test, `suprem_finetune --validate` was accepted and ignored)."""
+    from suprem_nnunet.synth.dataset import make_phantom_dataset
+
+    pre = tiny["root"] / "nnUNet_results" / DS / "SupremPretrainer__suprem_nnunet__3d_fullres" / "fold_all"
+    if not (pre / "checkpoint_final.pth").is_file():
+        pytest.skip("needs the checkpoint of test_torchrun_two_processes_on_cpu (run the module, not this test alone)")
+    target = "Dataset062_DdpTarget"
+    env = {**os.environ, "nnUNet_n_proc_DA": "0", "OMP_NUM_THREADS": "1"}
+    for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[v] = str(tiny["root"] / v)
+    make_phantom_dataset(62, "DdpTarget", ["liver", "kidney_left"], 4, 0, shape=(32, 32, 32), spacing=(10, 10, 10),
+                         seed=4, progress=False, raw_root=tiny["root"] / "nnUNet_raw")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+           "-m", "suprem_nnunet.cli.finetune", target, "--pretrained", str(pre / "checkpoint_final.pth"),
+           "--device", "cpu", "--epochs", "1", "--iterations-per-epoch", str(STEPS), "--val-iterations", "1",
+           "--num-train-cases", "2", "--no-resume", "--validate", "-np", "1", "--no-verify"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    for r in range(WORLD):
+        assert f"rank {r} of {WORLD} joined the process group (gloo, cpu)" in log
+        assert f", rank {r}" in log  # nnU-Net's "<case>, shape ..., rank r": each rank validated its share
+    assert log.count(f"preprocessing {target}") == 1
+    fold = (tiny["root"] / "nnUNet_results" / target /
+            f"SupremFinetuneTrainer__suprem_nnunet_from_{DS}__3d_fullres" / "fold_all")
+    files = sorted(p.name for p in fold.iterdir())
+    assert "checkpoint_final.pth" in files and not [f for f in files if f.startswith(".tmp-")]
+    assert len([f for f in files if f.startswith("training_log")]) == 1
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    held_out = set(json.loads((fold / "run_info.json").read_text())["train_cases"]) ^ {f"ddptarget_{i:03d}" for i in range(4)}
+    assert {Path(c["prediction_file"]).name.split(".")[0] for c in summary["metric_per_case"]} == held_out
+    assert set(summary["mean"]) == {"1", "2"}  # liver (shared) and kidney_left (novel, head remapped by name)

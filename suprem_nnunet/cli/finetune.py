@@ -39,7 +39,7 @@ def _main(args) -> int:
         out = finetune(resolve_dataset(args.task), args.pretrained, args.configuration, args.from_scratch,
                        args.num_train_cases, args.seed, budget_from(args), device,
                        args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume,
-                       verify=not args.no_verify, max_patch=args.max_patch)
+                       verify=not args.no_verify, max_patch=args.max_patch, validate=args.validate)
     print(out)
     return 0
 

@@ -259,8 +259,9 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
              from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
              budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
              freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True,
-             verify: bool = True, max_patch: Optional[Sequence[int]] = None) -> Path:
-    """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder."""
+             verify: bool = True, max_patch: Optional[Sequence[int]] = None, validate: bool = False) -> Path:
+    """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder.
+    `validate`: nnU-Net's full validation of the held-out cases afterwards (`validation/summary.json`)."""
     src = load_pretrained(pretrained)
     target_json = read_dataset_json(paths.raw_root() / target / "dataset.json")  # one line naming a broken file
     label_names(target_json)  # validates the target's labels
@@ -281,6 +282,6 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
     trainer.pretrained = None if from_scratch else src
     log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
-    return train(trainer, budget, resume=resume, role="scratch" if from_scratch else "finetune",
+    return train(trainer, budget, resume=resume, validate=validate, role="scratch" if from_scratch else "finetune",
                  pretrained=src.path, train_cases=trainer.train_cases, seed=seed,
                  freeze_encoder_epochs=freeze_encoder_epochs)
