@@ -152,6 +152,8 @@ def partial_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-test", type=int, default=d.num_test, help="fully labelled held-out cases")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--jobs", type=int, default=d.jobs,
+                   help="arms trained at once, each in its own process (2 CPU cores: --jobs 2 --threads 1)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--json", default=None)
 
@@ -176,7 +178,7 @@ def run_partial(args) -> List[Dict]:
     arms = tuple(dict.fromkeys([*args.arms, *(SAMPLING_ARMS if args.with_sampling else ())]))
     cfg = PartialBenchConfig(out=args.out, sources=tuple(sources), arms=arms, epochs=args.epochs,
                              iterations_per_epoch=args.iterations_per_epoch, num_test=args.num_test,
-                             seed=args.seed, device=args.device)
+                             seed=args.seed, device=args.device, jobs=args.jobs, threads=args.threads)
     try:
         report = run_benchmark(cfg)
     except ValueError as e:

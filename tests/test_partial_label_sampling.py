@@ -134,3 +134,25 @@ def test_benchmark_minority_classes_and_arms():
         parse_arm("dice:case")
     with pytest.raises(ValueError, match="unknown --sample-by 'organ'"):
         parse_arm("marginal:organ")
+
+
+def test_benchmark_arms_in_parallel_processes_equal_the_sequential_run(tmp_path, monkeypatch):
+    """`benchmark partial-labels --jobs 2` trains the arms in two spawned processes at once; each arm
+    seeds itself, so every per-class DSC equals the one-after-the-other run's (tiny budget: this proves
+    the bookkeeping and the determinism, not that either loss learns)."""
+    from suprem_nnunet.benchmarks_partial import PartialBenchConfig, run_benchmark
+
+    for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(v, str(tmp_path / v))  # run_benchmark points them at its own folder; restored after
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    kw = dict(sources=(("btcv", 1), ("lits", 1)), arms=("marginal", "naive"), num_test=1, epochs=1,
+              iterations_per_epoch=2, val_iterations=1, max_patch=(16, 16, 16), base_features=4, max_features=8,
+              threads=1)
+    seq = run_benchmark(PartialBenchConfig(out=tmp_path / "seq", jobs=1, **kw))
+    par = run_benchmark(PartialBenchConfig(out=tmp_path / "par", jobs=2, **kw))
+    key = lambda r: (r["arm"], r["class"])  # noqa: E731
+    a, b = sorted(seq["rows"], key=key), sorted(par["rows"], key=key)
+    assert [key(r) for r in a] == [key(r) for r in b] and len(a) == 2 * 14  # 13 BTCV organs + liver_tumor
+    for x, y in zip(a, b):
+        assert (x["dsc"] == y["dsc"]) or (x["dsc"] != x["dsc"] and y["dsc"] != y["dsc"]), (x, y)  # equal or both NaN
+    assert {"train marginal", "train naive"} <= set(par["config"]["timings"])

@@ -27,10 +27,11 @@ def small_unet() -> nn.Module:
                          {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True}).eval()
 
 
-def conv_ops(net: nn.Module, x: torch.Tensor) -> set:
+def conv_ops(net: nn.Module, x: torch.Tensor) -> dict:
+    """{aten op: calls} of the network's (non-transposed) convolutions."""
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
         net(x)
-    return {e.key for e in prof.key_averages() if "conv" in e.key and "transpose" not in e.key}
+    return {e.key: e.count for e in prof.key_averages() if "conv" in e.key and "transpose" not in e.key}
 
 
 def test_switched_network_takes_onednn_and_gives_the_same_logits():
@@ -39,13 +40,14 @@ def test_switched_network_takes_onednn_and_gives_the_same_logits():
     keys = list(net.state_dict())
     with torch.inference_mode():
         want = net(x)
-    assert "aten::slow_conv3d_forward" in conv_ops(net, x)  # what PyTorch picks for batch 1 with few channels
+    pointwise = sum(isinstance(m, nn.Conv3d) and m.kernel_size == (1, 1, 1) for m in net.modules())
+    assert conv_ops(net, x)["aten::slow_conv3d_forward"] > pointwise  # PyTorch's pick for batch 1, few channels
 
     n = use_onednn_convolutions(net)
     assert n == sum(isinstance(m, nn.Conv3d) for m in net.modules()) and n > 10
     assert all(type(m) is OneDnnConv3d for m in net.modules() if isinstance(m, nn.Conv3d))
-    ops = conv_ops(net, x)
-    assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
+    ops = conv_ops(net, x)  # every 3x3x3 convolution on oneDNN; 1x1x1 heads keep PyTorch's GEMM
+    assert ops["aten::mkldnn_convolution"] == n - pointwise and 1 <= ops.get("aten::slow_conv3d_forward", 0) <= pointwise
     with torch.inference_mode():
         got = net(x)
     assert torch.allclose(got, want, atol=1e-5, rtol=0), float((got - want).abs().max())
@@ -78,19 +80,15 @@ def test_predictor_switches_only_on_our_data_path():
     assert not any(type(m) is OneDnnConv3d for m in theirs.network.modules())
 
 
-def test_pointwise_convolution_is_one_matrix_product():
+
+def test_pointwise_convolution_keeps_pytorch_dispatch():
     conv = nn.Conv3d(8, 33, 1).eval()
-    x = torch.randn(2, 8, 6, 7, 5)
+    x = torch.randn(1, 8, 6, 7, 5)
     with torch.inference_mode():
         want = conv(x)
         use_onednn_convolutions(conv)
         got = conv(x)
-        ops = {e.key for e in _profile(conv, x)}
-    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5, rtol=0)
-    assert "aten::mkldnn_convolution" not in ops and "aten::slow_conv3d_forward" not in ops
-
-
-def _profile(net: nn.Module, x: torch.Tensor):
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        net(x)
-    return prof.key_averages()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            conv(x)
+    assert torch.equal(got, want)
+    assert "aten::mkldnn_convolution" not in {e.key for e in prof.key_averages()}

@@ -6,9 +6,10 @@ N*C*D*H > 20480 ("for some case, native is faster"); below that it runs `slow_co
 (im2col + GEMM). nnU-Net predicts one window at a time (batch 1), so every convolution of a U-Net
 with few channels or small deep stages takes the slow path. 8->64 features at 64^3 measured here
 (1 thread): convolutions 365 ms -> 184 ms per window, the whole network 459 -> 354 ms.
-A 1x1x1 convolution (the segmentation head) is one matrix product instead: PyTorch's slow path
-takes 25 ms for 8 -> 33 channels at 64^3 with one thread, oneDNN 68 ms (it reorders the
-33-channel output), the matrix product 9 ms.
+1x1x1 convolutions (segmentation heads) keep PyTorch's dispatch: for 8 -> 33 channels at 64^3 its
+GEMM took 25 ms with one thread, oneDNN 68 ms (it reorders the 33-channel output), and a hand-written
+matrix product was as fast in isolation but slower inside the network (real CT: 15.3-17.1 s vs
+13.2-13.5 s of CPU time per case, 3 alternating runs each).
 
 `use_onednn_convolutions` changes the class of each plain `nn.Conv3d`/`nn.Conv2d` of a network to a
 subclass whose forward calls `aten::mkldnn_convolution` directly on CPU float32 inputs: the same
@@ -35,13 +36,8 @@ def _onednn_forward(conv: nn.modules.conv._ConvNd, x: torch.Tensor, weight: torc
     if (x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
             or torch.is_autocast_enabled("cpu") or conv.padding_mode != "zeros" or isinstance(conv.padding, str) or x.dim() != weight.dim()):
         return None
-    if (all(k == 1 for k in weight.shape[2:]) and all(v == 1 for v in (*conv.stride, *conv.dilation))
-            and not any(conv.padding) and conv.groups == 1):  # 1x1: one GEMM (oneDNN reorders 3x slower here)
-        n, c = x.shape[:2]
-        out = torch.matmul(weight.reshape(weight.shape[0], c), x.reshape(n, c, -1))
-        if bias is not None:
-            out.add_(bias.view(1, -1, 1))
-        return out.view(n, weight.shape[0], *x.shape[2:])
+    if all(k == 1 for k in weight.shape[2:]):  # 1x1 (segmentation heads): PyTorch's GEMM is faster here
+        return None
     return torch.ops.aten.mkldnn_convolution(x.contiguous(), weight.contiguous(), bias, conv.padding, conv.stride,
                                              conv.dilation, conv.groups)
 
