@@ -9,7 +9,9 @@ Gaussian blending, mirroring and AMP on CUDA. It changes these things, each behi
 * `chunked_export`: the argmax of the resampled logits computed a few output slices at a time,
   instead of resampling every class at full resolution before the argmax (nnU-Net holds
   classes x the input grid in float64: 40 GB for 32 classes on a 512x512x600 CT); with `roi_labels`
-  only the region the ROI classes reach is resampled;
+  only the region the ROI classes reach is resampled; with linear/nearest probability resampling
+  (nnU-Net's default) classes are resampled only where the network-grid neighbours of an output voxel
+  disagree on the label (`preprocessing/argmax_export.py`; 28 s -> 3 s on a 512x512x100 CT, same labels);
 * `body_crop`: a sliding window that holds no voxel of the body (the largest component above
   -500 HU, holes filled slice by slice along each axis so that lungs and bowel gas count as body,
   found on every 4th voxel and grown by one) is not run: its voxels get only the other windows'

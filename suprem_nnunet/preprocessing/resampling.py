@@ -260,13 +260,17 @@ def resample_logits_to_labels(logits: Union[torch.Tensor, np.ndarray], new_shape
                               new_spacing: Spacing, order: int = 1, order_z: int = 0, force_separate_z=None,
                               separate_z_anisotropy_threshold: float = 3.0,
                               budget_bytes: int = 256 * 2 ** 20,
-                              input_box: Optional[Sequence[slice]] = None) -> np.ndarray:
+                              input_box: Optional[Sequence[slice]] = None, uniform_shortcut: bool = True) -> np.ndarray:
     """argmax over classes of nnU-Net's probability resampling (`resampling_fn_probabilities` with its
     default kwargs) of `logits` (c, x, y, z), computed a few output slices at a time: the full-size
     (c, *new_shape) array nnU-Net makes (32 classes x a 512x512x600 CT = 20 GB) is never allocated.
 
     `input_box` (slices of the logits' grid): only the output voxels that this box's voxels reach are
-    computed (the same numbers as without a box), every other voxel is 0 (background)."""
+    computed (the same numbers as without a box), every other voxel is 0 (background).
+
+    `uniform_shortcut` (linear/nearest resampling only): classes are resampled only at output voxels
+    whose network-grid neighbours disagree on the label (`argmax_export.py`); elsewhere the label is
+    theirs, which is what the full computation gives."""
     new_shape = tuple(int(n) for n in new_shape)
     x = torch.as_tensor(logits)
     mats, sep = axis_operators(x.shape[1:], new_shape, current_spacing, new_spacing, order, order_z,
@@ -280,6 +284,13 @@ def resample_logits_to_labels(logits: Union[torch.Tensor, np.ndarray], new_shape
         in_box, out_box, mats = sub
         x = x[(slice(None), *in_box)]
     box_shape = tuple(b.stop - b.start for b in out_box)
+    if int(order) <= 1 and uniform_shortcut:
+        from .argmax_export import labels_from_logits
+
+        labels = labels_from_logits(x, mats)
+        if labels is not None:
+            out[out_box] = labels
+            return out
     target = out[out_box]
     for rows, part in iter_resampled_chunks(x, mats, sep, clip=int(order) > 1,
                                             chunk=_chunk_rows(x.shape[0], box_shape, budget_bytes)):
