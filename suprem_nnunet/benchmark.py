@@ -94,6 +94,8 @@ def data_parser(p: argparse.ArgumentParser, predict: bool) -> None:
         p.add_argument("--step", type=float, default=0.5)
         p.add_argument("--patch", type=int, default=64)
         p.add_argument("--unet-features", type=int, default=8)
+        p.add_argument("--repeat", type=int, default=1,
+                       help="predict each case this many times per side, alternating; report medians")
         p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
                        help="our network in bfloat16 on CPU (auto: where the CPU has native bf16); nnU-Net's "
                             "stays float32")
@@ -114,9 +116,12 @@ def run_data(args, predict: bool) -> List[Dict]:
     if predict:
         mirrors = {"off": [False], "on": [True], "both": [False, True]}[args.mirror]
         bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
-        rows = bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features, bf16)
+        rows = bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features, bf16,
+                                repeat=max(1, args.repeat))
         for r in rows:
-            ratio = (f"time x{r['time_ratio']} (CPU time x{r['cpu_ratio']}), min DSC {r['min_dsc']} over "
+            ratio = (f"time x{r['time_ratio']} (CPU time x{r['cpu_ratio']}"
+                     + (f"; {r['repeats']} pairs: x{min(r['time_ratio_range'])}-x{max(r['time_ratio_range'])}"
+                        if r.get("time_ratio_range") else "") + f"), min DSC {r['min_dsc']} over "
                      f"{r['classes_compared']} classes, masks equal: {r['masks_equal']}") if "time_ratio" in r else ""
             print(f"predict {r['case']:<38} mirror {'on ' if r['mirroring'] else 'off'} ours "
                   f"({'bf16' if r['ours_bf16'] else 'fp32'}, {r['windows_run']} windows run, {r['windows_skipped']} "

@@ -127,12 +127,24 @@ def run_nnunet(p, image: Path) -> np.ndarray:
 
 
 def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[bool], step: float = 0.5,
-                  patch: int = 64, unet_features: int = 8, bf16: Optional[bool] = False) -> List[Dict]:
+                  patch: int = 64, unet_features: int = 8, bf16: Optional[bool] = False,
+                  warmup: bool = True, repeat: int = 1) -> List[Dict]:
     """cases: (name, image, also run nnU-Net). One row per case and mirroring setting. `bf16`: ours runs
-    the network in bfloat16 (None: where the CPU has native bf16)."""
+    the network in bfloat16 (None: where the CPU has native bf16). `warmup`: both sides first predict the
+    smallest case once, untimed, so that neither side's first timed case pays the process's one-time
+    costs (as in a folder, where the model is loaded once). `repeat`: each case is predicted that many
+    times by each side, alternating; times are medians (`time_ratio_range`: the per-pair ratios), peak
+    memory the largest."""
     from .predict import make_predictor
 
     model = benchmark_model(patch=patch, unet_features=unet_features)
+    if warmup and cases:  # one-time costs (lazy imports, oneDNN kernel generation) before anything is timed
+        small = min(cases, key=lambda c: c[1].stat().st_size)[1]
+        w = make_predictor(model, torch.device("cpu"), mirror=False, step_size=step, bf16=bf16)
+        w.allow_tqdm = False
+        w.predict_case([str(small)])
+        run_nnunet(nnunet_predictor(model, False, step), small)
+        del w
     rows = []
     for mirror in mirrors:
         ours = make_predictor(model, torch.device("cpu"), mirror=mirror, step_size=step, bf16=bf16)
@@ -140,14 +152,25 @@ def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[boo
         ref = nnunet_predictor(model, mirror, step)
         for name, image, with_nnunet in cases:
             row = {"benchmark": "predict", "case": name, "mirroring": mirror, "step": step, "classes": 32,
-                   "torch_threads": torch.get_num_threads(), "ours_bf16": ours.bf16}
-            seg, row["ours_s"], row["ours_peak_growth_gib"] = measure(lambda: ours.predict_case([str(image)]).segmentation)
-            row["ours_peak_gib"], row["ours_cpu_s"] = LAST_PEAK_GIB["value"], LAST_PEAK_GIB["cpu_s"]
+                   "torch_threads": torch.get_num_threads(), "ours_bf16": ours.bf16, "repeats": repeat}
+            ours_runs, ref_runs = [], []
+            for _ in range(repeat):  # alternating, so that slow phases of a shared machine hit both sides
+                seg, sec, growth = measure(lambda: ours.predict_case([str(image)]).segmentation)
+                ours_runs.append((sec, LAST_PEAK_GIB["cpu_s"], growth, LAST_PEAK_GIB["value"]))
+                if with_nnunet:
+                    want, sec, growth = measure(lambda: run_nnunet(ref, image))
+                    ref_runs.append((sec, LAST_PEAK_GIB["cpu_s"], growth, LAST_PEAK_GIB["value"]))
+            med = lambda runs, i: float(np.median([r[i] for r in runs]))  # noqa: E731
+            row["ours_s"], row["ours_cpu_s"] = med(ours_runs, 0), med(ours_runs, 1)
+            row["ours_peak_growth_gib"], row["ours_peak_gib"] = max(r[2] for r in ours_runs), max(r[3] for r in ours_runs)
             row["windows_run"], row["windows_skipped"] = ours.windows_run, ours.windows_skipped
             if with_nnunet:
-                want, row["nnunet_s"], row["nnunet_peak_growth_gib"] = measure(lambda: run_nnunet(ref, image))
-                row["nnunet_peak_gib"], row["nnunet_cpu_s"] = LAST_PEAK_GIB["value"], LAST_PEAK_GIB["cpu_s"]
+                row["nnunet_s"], row["nnunet_cpu_s"] = med(ref_runs, 0), med(ref_runs, 1)
+                row["nnunet_peak_growth_gib"] = max(r[2] for r in ref_runs)
+                row["nnunet_peak_gib"] = max(r[3] for r in ref_runs)
                 row["cpu_ratio"] = round(row["ours_cpu_s"] / row["nnunet_cpu_s"], 3)
+                if repeat > 1:
+                    row["time_ratio_range"] = [round(a[0] / b[0], 3) for a, b in zip(ours_runs, ref_runs)]
                 d = dice_per_class(seg, want, 33)
                 row["min_dsc"] = round(min(d.values()), 4) if d else None
                 row["classes_compared"] = len(d)
