@@ -31,6 +31,8 @@ BATCH_VOXELS = 1 << 18
 #: above this share of mixed output voxels the dense computation is faster (measured: a gathered voxel
 #: costs about 3 times a densely resampled one)
 MAX_MIXED_FRACTION = 0.25
+#: output rows of axis 0 per slab
+SLAB_ROWS = 16
 
 
 def _axis_taps(m: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -75,38 +77,54 @@ def _gather_grid(a: torch.Tensor, cols: Sequence[torch.Tensor]) -> torch.Tensor:
     return a
 
 
-def labels_from_logits(logits: torch.Tensor, mats: Sequence[torch.Tensor]) -> Optional[np.ndarray]:
+def labels_from_logits(logits: torch.Tensor, mats: Sequence[torch.Tensor],
+                       out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """argmax over classes of `logits` (c, x, y, z) resampled with the axis operators `mats`
-    ((n_out, n_in) each), as a uint8/uint16 array of the output shape; None when an operator is not
-    linear or nearest (see module doc), or when more than MAX_MIXED_FRACTION of the output voxels are
-    mixed (a noisy, untrained network), where the caller's dense computation is faster."""
+    ((n_out, n_in) each), written into `out` (uint8/uint16 of the output shape; made when None) and
+    returned; None (nothing written) when an operator is not linear or nearest (see module doc), or
+    when more than MAX_MIXED_FRACTION of the output voxels are mixed (a noisy, untrained network),
+    where the caller's dense computation is faster. Works in slabs of SLAB_ROWS output rows of axis 0,
+    so that beyond `out` it holds only the network-grid labels and per-slab arrays."""
     taps = [_axis_taps(m) for m in mats]
     if any(t is None for t in taps) or logits.ndim != 4:
         return None
     taps_ = [t for t in taps if t is not None]
     x = logits if logits.dtype == torch.float32 else logits.float()
     dtype = torch.uint8 if x.shape[0] <= 256 else torch.int32
-    grid_labels = x.argmax(0).to(dtype)
+    grid_labels = torch.empty(x.shape[1:], dtype=dtype)
+    for i in range(0, x.shape[1], SLAB_ROWS):  # argmax a slab at a time: no int64 copy of the grid
+        grid_labels[i:i + SLAB_ROWS] = x[:, i:i + SLAB_ROWS].argmax(0)
+    uniform = _uniform_blocks(grid_labels)
     first = [c[:, 0] for c, _ in taps_]
-    out = _gather_grid(grid_labels, first)
-    mixed = ~_gather_grid(_uniform_blocks(grid_labels), first)
-    del grid_labels
-    if int(mixed.sum()) > MAX_MIXED_FRACTION * mixed.numel():
-        return None  # mostly borders (noise): resampling every class densely is faster
-    mixed = torch.nonzero(mixed)
-    _fill_mixed(x, taps_, mixed, out)
-    return out.numpy().astype(np.uint8 if x.shape[0] <= 256 else np.uint16, copy=False)
+    if float((~_gather_grid(uniform, [f[::4] for f in first])).float().mean()) > MAX_MIXED_FRACTION:
+        return None  # mostly borders (noise), estimated on every 4th output voxel: dense is faster
+    shape = tuple(len(f) for f in first)
+    if out is None:
+        out = np.empty(shape, np.uint8 if x.shape[0] <= 256 else np.uint16)
+    target = torch.from_numpy(out) if out.dtype == np.uint8 else None
+    for r0 in range(0, shape[0], SLAB_ROWS):
+        cols = [first[0][r0:r0 + SLAB_ROWS], first[1], first[2]]
+        slab = _gather_grid(grid_labels, cols)
+        mixed = torch.nonzero(~_gather_grid(uniform, cols))
+        _fill_mixed(x, taps_, mixed, slab, r0)
+        if target is not None:
+            target[r0:r0 + slab.shape[0]] = slab
+        else:
+            out[r0:r0 + slab.shape[0]] = slab.numpy().astype(out.dtype)
+    return out
 
 
 def _fill_mixed(x: torch.Tensor, taps: List[Tuple[torch.Tensor, torch.Tensor]], where: torch.Tensor,
-                out: torch.Tensor) -> None:
-    """out[where] = argmax of the weighted mean of the classes at each voxel's 2 x 2 x 2 corners."""
+                out: torch.Tensor, row0: int = 0) -> None:
+    """out[where] = argmax of the weighted mean of the classes at each voxel's 2 x 2 x 2 corners; `where`
+    indexes `out`, whose row 0 is output row `row0` of axis 0."""
     for b in range(0, len(where), BATCH_VOXELS):
         p = where[b:b + BATCH_VOXELS]
+        q = (p[:, 0] + row0, p[:, 1], p[:, 2])
         acc = None
         for corner in product((0, 1), repeat=3):
-            cols = [taps[a][0][p[:, a], corner[a]] for a in range(3)]
-            w = taps[0][1][p[:, 0], corner[0]] * taps[1][1][p[:, 1], corner[1]] * taps[2][1][p[:, 2], corner[2]]
+            cols = [taps[a][0][q[a], corner[a]] for a in range(3)]
+            w = taps[0][1][q[0], corner[0]] * taps[1][1][q[1], corner[1]] * taps[2][1][q[2], corner[2]]
             term = x[:, cols[0], cols[1], cols[2]] * w
             acc = term if acc is None else acc.add_(term)
         out[p[:, 0], p[:, 1], p[:, 2]] = acc.argmax(0).to(out.dtype)

@@ -287,9 +287,7 @@ def resample_logits_to_labels(logits: Union[torch.Tensor, np.ndarray], new_shape
     if int(order) <= 1 and uniform_shortcut:
         from .argmax_export import labels_from_logits
 
-        labels = labels_from_logits(x, mats)
-        if labels is not None:
-            out[out_box] = labels
+        if labels_from_logits(x, mats, out[out_box]) is not None:  # written into out in place
             return out
     target = out[out_box]
     for rows, part in iter_resampled_chunks(x, mats, sep, clip=int(order) > 1,
