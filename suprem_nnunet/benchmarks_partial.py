@@ -45,8 +45,9 @@ class PartialBenchConfig:
     sources: Tuple[Tuple[str, int], ...] = DEFAULT_SOURCES  # (profile, training cases)
     arms: Tuple[str, ...] = DEFAULT_ARMS  # LOSS[:SAMPLE_BY]
     num_test: int = 4
-    # 2,250 iterations per arm: about 6 min per arm on one quiet CPU core. At 900 (30 x 30) neither loss
-    # learned any class that only one source annotates (mean DSC 0.000 vs 0.000); see the README.
+    # 2,250 iterations per arm: about 9 min per arm on one CPU core (547 and 520 s measured). At 900
+    # (30 x 30) neither loss learned any class that only one source annotates (mean DSC 0.000 vs 0.000);
+    # see the README.
     epochs: int = 75
     iterations_per_epoch: int = 30
     val_iterations: int = 2

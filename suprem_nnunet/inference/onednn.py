@@ -65,28 +65,26 @@ def onednn_available() -> bool:
     return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.aten, "mkldnn_convolution")
 
 
-def use_onednn_convolutions(network: nn.Module) -> int:
-    """Switch every plain Conv3d/Conv2d of `network` (exact class, not subclasses) to oneDNN in place;
-    returns how many were switched (0 where this torch build has no oneDNN)."""
-    if not onednn_available():
-        log.info("oneDNN is not available in this torch build: convolutions keep PyTorch's dispatch")
-        return 0
+def _swap_classes(network: nn.Module, classes: dict) -> int:
+    """Give every module whose exact class is a key of `classes` the mapped class, in place; returns how many."""
     n = 0
     for module in network.modules():
-        new = _SWAP.get(type(module))
+        new = classes.get(type(module))
         if new is not None:
             module.__class__ = new
             n += 1
     return n
 
 
+def use_onednn_convolutions(network: nn.Module) -> int:
+    """Switch every plain Conv3d/Conv2d of `network` (exact class, not subclasses) to oneDNN in place;
+    returns how many were switched (0 where this torch build has no oneDNN)."""
+    if not onednn_available():
+        log.info("oneDNN is not available in this torch build: convolutions keep PyTorch's dispatch")
+        return 0
+    return _swap_classes(network, _SWAP)
+
+
 def use_default_convolutions(network: nn.Module) -> int:
     """Undo `use_onednn_convolutions`; returns how many modules were switched back."""
-    back = {v: k for k, v in _SWAP.items()}
-    n = 0
-    for module in network.modules():
-        old = back.get(type(module))
-        if old is not None:
-            module.__class__ = old
-            n += 1
-    return n
+    return _swap_classes(network, {v: k for k, v in _SWAP.items()})

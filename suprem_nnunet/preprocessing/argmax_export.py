@@ -26,6 +26,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .resampling import _taps
+
 #: output voxels whose mixed-block logits are gathered at once (classes x this x 4 bytes per corner)
 BATCH_VOXELS = 1 << 18
 #: above this share of mixed output voxels the dense computation is faster (measured: a gathered voxel
@@ -37,21 +39,18 @@ SLAB_ROWS = 16
 
 def _axis_taps(m: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """(columns (n_out, 2), weights (n_out, 2)) of an axis operator whose rows have one or two
-    non-negative weights on neighbouring columns; a row with one weight repeats it with weight 0.
-    None for any other operator (cubic splines, negative weights, wider supports)."""
-    if m.ndim != 2 or m.shape[0] == 0 or bool((m < 0).any()):
-        return None
-    nz = m != 0
-    counts = nz.sum(1)
-    if int(counts.min()) < 1 or int(counts.max()) > 2:
-        return None
-    first = nz.to(torch.int8).argmax(1)  # first non-zero column per row
-    second = torch.where(counts == 2, first + 1, first).clamp(max=m.shape[1] - 1)
-    if bool((counts == 2).any()) and not bool(nz[counts == 2, second[counts == 2]].all()):
+    non-negative weights on neighbouring columns, lower column first (`resampling._taps`); a row with
+    one weight repeats its column with weight 0. None for any other operator (cubic splines, negative
+    weights, wider supports)."""
+    taps = _taps(m) if m.ndim == 2 else None
+    if taps is None or taps[0].shape[1] > 2 or bool((m < 0).any()) or bool((taps[1][:, 0] == 0).any()):
+        return None  # wider, signed, or a row with no weight at all
+    cols, w = taps  # non-zero columns first, in ascending order; padding columns have weight 0
+    if cols.shape[1] == 1:
+        return cols.repeat(1, 2), torch.cat([w, torch.zeros_like(w)], 1)
+    cols = torch.where(w != 0, cols, cols[:, :1])
+    if bool((cols[:, 1] - cols[:, 0] > 1).any()):
         return None  # two weights that are not on neighbouring columns
-    cols = torch.stack([first, second], 1)
-    w = torch.gather(m, 1, cols)
-    w[:, 1] = torch.where(counts == 2, w[:, 1], torch.zeros_like(w[:, 1]))
     return cols, w
 
 
@@ -88,14 +87,13 @@ def labels_from_logits(logits: torch.Tensor, mats: Sequence[torch.Tensor],
     taps = [_axis_taps(m) for m in mats]
     if any(t is None for t in taps) or logits.ndim != 4:
         return None
-    taps_ = [t for t in taps if t is not None]
     x = logits if logits.dtype == torch.float32 else logits.float()
     dtype = torch.uint8 if x.shape[0] <= 256 else torch.int32
     grid_labels = torch.empty(x.shape[1:], dtype=dtype)
     for i in range(0, x.shape[1], SLAB_ROWS):  # argmax a slab at a time: no int64 copy of the grid
         grid_labels[i:i + SLAB_ROWS] = x[:, i:i + SLAB_ROWS].argmax(0)
     uniform = _uniform_blocks(grid_labels)
-    first = [c[:, 0] for c, _ in taps_]
+    first = [c[:, 0] for c, _ in taps]
     if float((~_gather_grid(uniform, [f[::4] for f in first])).float().mean()) > MAX_MIXED_FRACTION:
         return None  # mostly borders (noise), estimated on every 4th output voxel: dense is faster
     shape = tuple(len(f) for f in first)
@@ -106,7 +104,7 @@ def labels_from_logits(logits: torch.Tensor, mats: Sequence[torch.Tensor],
         cols = [first[0][r0:r0 + SLAB_ROWS], first[1], first[2]]
         slab = _gather_grid(grid_labels, cols)
         mixed = torch.nonzero(~_gather_grid(uniform, cols))
-        _fill_mixed(x, taps_, mixed, slab, r0)
+        _fill_mixed(x, taps, mixed, slab, r0)
         if target is not None:
             target[r0:r0 + slab.shape[0]] = slab
         else:
