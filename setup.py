@@ -26,10 +26,12 @@ setup(
     packages=find_packages(include=["suprem_nnunet", "suprem_nnunet.*", "dataset_conversion",
                                     "dataset_conversion.*", "plans"]),
     package_data={"suprem_nnunet": ["zoo/*.json", "experiments/protocols/*.json"], "plans": ["*.json"]},
+    # ranges: install torch (and torchvision) for your hardware first and it is kept; the exact versions
+    # the tests ran with are in constraints.txt (pip install -c constraints.txt -e .)
     install_requires=[
-        "torch==2.14.1",
-        "torchvision==0.29.1",
-        "nnunetv2==2.8.1",
+        "torch>=2.11",
+        "torchvision",
+        "nnunetv2>=2.8.1,<2.9",  # the trainer hooks overridden here are 2.8's
         "monai>=1.3",
         "SimpleITK>=2.2",
         "batchgenerators>=0.25",
@@ -41,6 +43,7 @@ setup(
         "matplotlib",
         "tqdm",
         "pydicom>=2.3",
+        "highdicom>=0.28",  # DICOM-SEG output (suprem_predict --output-type dicom-seg); 0.28.2 tested
         "pynrrd>=1.0",
     ],
     extras_require={"test": ["pytest>=7"]},

@@ -7,13 +7,13 @@ voxel-axis convention; the physical position of every voxel is unchanged.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
+from suprem_nnunet.dataset.dicom_io import DicomSeriesError, read_series, series_layout
 from suprem_nnunet.dataset.image_checks import check_nifti_finite, itk_reason, nifti_problem
 
 from .errors import BadInputError
@@ -156,67 +156,29 @@ def dicom_files(folder: Path) -> List[Path]:
 def dicom_order(folder: Path, files: Optional[List[Path]] = None) -> List[Path]:
     """The files of one DICOM series sorted by slice position along the slice normal.
 
-    Checks: one series, one orientation and matrix size, no duplicate and no missing slice
-    (gap in slice position or in InstanceNumber).
+    Checks (`suprem_nnunet.dataset.dicom_io.series_layout`): one series, one orientation, matrix
+    size and pixel spacing, at least 2 slices, no duplicate and no missing slice (gap in slice
+    position or in InstanceNumber), even slice spacing, and no gantry tilt (a sheared slice stack
+    would not match labels drawn on its slices).
     """
-    import pydicom
-
     folder = Path(folder)
     files = list(files) if files is not None else dicom_files(folder)
-    headers = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
-            ipp = [float(v) for v in ds.ImagePositionPatient]
-            iop = [float(v) for v in ds.ImageOrientationPatient]
-            headers.append((f, ds.get("SeriesInstanceUID", ""), ipp, iop, (int(ds.Rows), int(ds.Columns)),
-                            ds.get("InstanceNumber")))
-        except Exception as e:  # pydicom raises many types for broken files
-            raise BadInputError(f, f"unreadable DICOM file or missing geometry tags ({type(e).__name__})") from None
-    series = Counter(h[1] for h in headers)
-    if len(series) > 1:
-        raise BadInputError(folder, f"holds {len(series)} DICOM series; expected one")
-    iop = np.array(headers[0][3])
-    if any(not np.allclose(h[3], iop, atol=1e-3) or h[4] != headers[0][4] for h in headers):
-        raise BadInputError(folder, "slices differ in orientation or matrix size")
-    normal = np.cross(iop[:3], iop[3:])
-    pos = np.array([np.dot(h[2], normal) for h in headers])
-    order = np.argsort(pos, kind="stable")
-    headers = [headers[i] for i in order]
-    pos = pos[order]
-    if len(pos) > 1:
-        gaps = np.diff(pos)
-        if gaps.min() < 1e-3:
-            i = int(np.argmin(gaps))
-            raise BadInputError(headers[i + 1][0], f"duplicate slice position (same as {headers[i][0].name})")
-        step = float(np.median(gaps))
-        if gaps.max() > 1.5 * step:
-            i = int(np.argmax(gaps))
-            raise BadInputError(folder, f"missing slice: {gaps[i]:.2f} mm gap between {headers[i][0].name} "
-                                        f"and {headers[i + 1][0].name} (slice step {step:.2f} mm)")
-        numbers = [h[5] for h in headers]
-        if all(n is not None for n in numbers):
-            nums = np.array([int(n) for n in numbers])
-            d = np.diff(nums)
-            monotone = bool(np.all(d > 0) or np.all(d < 0))
-            steps = np.abs(d)
-            if monotone and steps.max() > 1:  # numbers run with position: a skipped number is a lost slice
-                i = int(np.argmax(steps))
-                raise BadInputError(folder, f"missing slice: InstanceNumber jumps from {nums[i]} to {nums[i + 1]} "
-                                            f"between {headers[i][0].name} and {headers[i + 1][0].name}")
-    return [h[0] for h in headers]
+    try:
+        return series_layout(folder, files, tilt="error").files
+    except DicomSeriesError as e:
+        raise BadInputError(e.path, e.problem) from None
 
 
 def read_dicom_series(folder: Path, files: Optional[List[Path]] = None) -> Tuple[sitk.Image, List[Path]]:
-    """Read one checked DICOM series (see `dicom_order`); returns the image and its ordered files."""
-    ordered = dicom_order(folder, files)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([str(p) for p in ordered])
+    """Read one checked DICOM series (see `dicom_order`; every slice with its own rescale slope and
+    intercept); returns the image and its ordered files."""
+    folder = Path(folder)
+    files = list(files) if files is not None else dicom_files(folder)
     try:
-        img = reader.Execute()
-    except RuntimeError as e:
-        raise BadInputError(folder, f"unreadable or corrupt file ({itk_reason(e)})") from None
-    return img, ordered
+        img, layout = read_series(folder, files, tilt="error")
+    except DicomSeriesError as e:
+        raise BadInputError(e.path, e.problem) from None
+    return img, layout.files
 
 
 def read_png(path: Path) -> np.ndarray:

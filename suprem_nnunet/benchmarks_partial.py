@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,14 +93,6 @@ def minority_classes(counts: Dict[str, int], num_sources: int) -> List[str]:
     return [c for c, n in counts.items() if 2 * n < num_sources]
 
 
-def _seed(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def make_data(cfg: PartialBenchConfig) -> Tuple[str, Path, Dict[str, int]]:
     """Phantom sources -> merged pre-training set (name) and a fully labelled held-out set (folder)."""
     from dataset_conversion.merge import merge
@@ -142,13 +133,12 @@ def run_arm(cfg: PartialBenchConfig, arm: str, dataset: str, heldout: Path) -> D
     os.environ["nnUNet_results"] = str(cfg.out / "data" / f"results_{slug}")  # nnunetv2 reads it lazily
     Path(os.environ["nnUNet_results"]).mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    _seed(cfg.seed)
     t = time.time()
     trainer = build_trainer(SupremPretrainer, dataset, plans_name_for("nnunet"), "3d_fullres", "all", device)
     trainer.configure_partial_labels(loss, sample_by)
     budget = TrainingBudget(cfg.epochs, cfg.iterations_per_epoch, cfg.val_iterations, cfg.lr, cfg.epochs,
                             cfg.optimizer)
-    folder = train(trainer, budget, role="pretrain", benchmark="partial-labels")
+    folder = train(trainer, budget, seed=cfg.seed, role="pretrain", benchmark="partial-labels")
     cfg.timings[f"train {arm}"] = round(time.time() - t, 1)
     t = time.time()
     pred = cfg.out / "predictions" / slug
@@ -173,7 +163,15 @@ def run_arms(cfg: PartialBenchConfig, dataset: str, heldout: Path) -> Dict[str, 
     processes at once (spawned, so each arm starts from a fresh interpreter and its own seed; the
     results equal the sequential run's, see the README)."""
     if cfg.jobs <= 1 or len(cfg.arms) <= 1:
-        return {arm: run_arm(cfg, arm, dataset, heldout) for arm in cfg.arms}
+        import torch
+
+        before = torch.get_num_threads()
+        if cfg.threads:  # the same thread count as a worker process: float sums then agree bit for bit
+            torch.set_num_threads(cfg.threads)
+        try:
+            return {arm: run_arm(cfg, arm, dataset, heldout) for arm in cfg.arms}
+        finally:
+            torch.set_num_threads(before)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 

@@ -88,7 +88,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     t = time.time()
     budget = TrainingBudget(cfg.pretrain_epochs, cfg.iterations_per_epoch, 2, cfg.lr, 1, cfg.optimizer)
     trainer = build_trainer(SupremPretrainer, pre.name, plans_name_for("nnunet"), "3d_fullres", "all", device)
-    pre_dir = train(trainer, budget, role="pretrain")
+    pre_dir = train(trainer, budget, seed=cfg.seed, role="pretrain")
     _stage(cfg, "pre-train", t)
 
     arms = {}
@@ -136,8 +136,13 @@ def write_report(cfg: DemoConfig, out: Path, target: Path, pre_dir: Path, arms: 
              f"{len(NOVEL)} classes never seen in pre-training (novel, marked *). Both arms train on the same "
              f"{cfg.few_shot} target cases with the same budget and plans; the fine-tuned arm starts from the "
              "pre-trained weights with its head remapped by class name.", "",
-             f"Test cases: {results[a]['summary'][names[0]]['dsc']['n']} held-out phantoms. "
-             "p: two-sided paired t-test over test cases.", "",
+             f"Test cases: {results[a]['summary'][names[0]]['dsc']['n']} held-out phantoms (one run per arm). "
+             "p: two-sided paired t-test over test cases (unit: a test case).", "",
+             f"Seed {cfg.seed} (phantoms, few-shot cases, weights, patches, augmentation; the same seed gives "
+             f"the same table on the CPU). Pre-training: {cfg.pretrain_epochs} epochs × "
+             f"{cfg.iterations_per_epoch} iterations = {cfg.pretrain_epochs * cfg.iterations_per_epoch} "
+             f"iterations; each target arm: {cfg.finetune_epochs} × {cfg.iterations_per_epoch} = "
+             f"{cfg.finetune_epochs * cfg.iterations_per_epoch} iterations ({cfg.optimizer}, lr {cfg.lr:g}).", "",
              f"| class | {a} DSC | {b} DSC | {a} NSD | {b} NSD | Δ DSC | p |", "|---|---|---|---|---|---|---|"]
 
     def ms(s):

@@ -126,5 +126,23 @@ def test_roi_patch_and_mask():
     assert np.array_equal(crop_patch(vol, [1.5, 1.5, 1.5], (4, 4, 4)), vol[:, :4, :4, :4])  # centre of 0..3
     p = crop_patch(vol + 10, [0.5, 0.5, 0.5], (4, 4, 4))  # reaches one voxel past the edge
     assert p[0, 0, 0, 0] == 10.0 and p[0, 1, 1, 1] == vol[0, 0, 0, 0] + 10 and p[0, 3, 3, 3] == vol[0, 2, 2, 2] + 10
-    masked = mask_outside(vol, m, margin=1)
-    assert masked[0, 3, 2, 2] == vol[0, 3, 2, 2] and masked[0, 4, 2, 2] == vol.min() == masked[0, 8, 8, 8]
+    masked = mask_outside(vol, m, [-5.0], margin_mm=2.5, spacing=(2.5, 5.0, 5.0))  # 1 voxel along x, 0 along y, z
+    assert masked[0, 3, 2, 2] == vol[0, 3, 2, 2] and masked[0, 2, 3, 2] == -5.0
+    assert masked[0, 4, 2, 2] == -5.0 == masked[0, 8, 8, 8] and masked[0, 1, 1, 1] == vol[0, 1, 1, 1]
+    assert np.array_equal(mask_outside(vol, m, [-5.0]) != -5.0, m[None])  # default 0 mm: the ROI alone
+    assert crop_patch(vol, [0.5, 0.5, 0.5], (4, 4, 4), fill=[-7.0])[0, 0, 0, 0] == -7.0  # padding takes the fill
+
+
+def test_classification_window_and_fill():
+    """CT is windowed to [-200, 300] HU -> [0, 1] (fat, water, soft tissue and enhancement apart), and
+    outside the ROI every voxel takes the ROI's median."""
+    from suprem_nnunet.classification.preprocess import CLASSIFICATION_WINDOW_HU, fill_values, window_ct
+
+    hu = np.array([-1000.0, -100.0, 10.0, 50.0, 150.0, 900.0])
+    w = window_ct(hu)
+    assert CLASSIFICATION_WINDOW_HU == (-200.0, 300.0)
+    assert np.allclose(w, [0.0, 0.2, 0.42, 0.5, 0.7, 1.0]) and len(set(np.round(w[1:5], 3))) == 4
+    vol = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    mask = np.zeros((2, 2, 2), bool)
+    mask[0, 0] = True  # values 0 and 1
+    assert fill_values(vol, mask).tolist() == [0.5] and fill_values(vol, None).tolist() == [0.0]

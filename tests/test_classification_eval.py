@@ -103,3 +103,17 @@ def test_segmentation_route_rule(tmp_path):
     write_probabilities(tmp_path / "case1.npz", p[:2], ["background", "liver"], [0, 1], geo)
     with pytest.raises(ValueError, match="no sub-type class among its channels"):
         scores_from_probabilities(tmp_path, tmp_path / "scores.csv")
+    # bad input: one line naming the file, and the scores file left as it was
+    before = (tmp_path / "scores.csv").read_bytes()
+    np.savez_compressed(tmp_path / "case1.npz", probabilities=p, spacing=np.array([5.0, 5.0, 5.0]))
+    with pytest.raises(ValueError) as e:
+        scores_from_probabilities(tmp_path, tmp_path / "scores.csv")
+    assert str(e.value).startswith(f"{tmp_path / 'case1.npz'}: no class names") and "\n" not in str(e.value)
+    np.savez_compressed(tmp_path / "case1.npz", probabilities=p, spacing=np.array([5.0, 5.0, 5.0]),
+                        class_names=np.array(["background", "pdac"]))
+    with pytest.raises(ValueError, match=r"case1\.npz: 2 class names for 5 probability channels"):
+        scores_from_probabilities(tmp_path, tmp_path / "scores.csv")
+    (tmp_path / "case1.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"case1\.npz: not a readable probability file"):
+        scores_from_probabilities(tmp_path, tmp_path / "scores.csv")
+    assert (tmp_path / "scores.csv").read_bytes() == before

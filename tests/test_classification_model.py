@@ -40,6 +40,34 @@ def test_release_style_encoder_and_head(backbone, one_torch_thread):
     assert "\n" not in str(e.value) and str(e.value).startswith("wide.pth: its encoder does not fit")
 
 
+def test_pooled_features_keep_their_level(one_torch_thread):
+    """Pooling takes the deepest map before its block's last instance norm: after that norm every
+    channel's patch mean is the norm's bias whatever the input; before it, it follows the input."""
+    from suprem_nnunet.classification.encoder import encoder_features
+
+    spec = EncoderSpec("nnunet", "x", PLANS, "3d_fullres", DATASET)
+    torch.manual_seed(0)
+    net = build_network(spec).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 1, 16, 16, 16, generator=g)
+    x[1, :, 4:12, 4:12, 4:12] += 1.0  # a bright block
+    x[2, :, 6:10, 6:10, 6:10] -= 1.0  # a dark one
+    with torch.no_grad():
+        post = encoder_features("nnunet", net, x)
+        pre = encoder_features("nnunet", net, x, pre_norm=True)
+        block = net.encoder.stages[-1][0].convs[-1]
+        assert torch.allclose(post, block.nonlin(block.norm(pre)), atol=1e-6)  # pre is that norm's input
+        post_mean = post.mean((2, 3, 4))
+        pre_mean = pre.mean((2, 3, 4))
+    assert pre.shape == post.shape
+    # post-norm (after LeakyReLU) channel means barely differ across inputs; pre-norm ones do
+    assert float((pre_mean - pre_mean[0]).abs().max()) > 5 * float((post_mean - post_mean[0]).abs().max())
+    model = make_classifier(spec, SUBTYPES, (16, 16, 16), None, seed=0).eval()
+    with torch.no_grad():
+        f = model.features(x)
+    assert torch.allclose(f[:, :pre.shape[1]], pre_mean, atol=1e-5)
+
+
 PLANS = {
     "dataset_name": "Dataset971_TinyPre", "plans_name": "suprem_nnunet", "image_reader_writer": "SimpleITKIO",
     "original_median_spacing_after_transp": [10.0, 10.0, 10.0], "original_median_shape_after_transp": [24, 24, 24],
@@ -73,7 +101,7 @@ DATASET = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "pancreas":
            "numTraining": 4, "file_ending": ".nii.gz"}
 
 
-def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, capsys):
+def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, capsys, caplog):
     from suprem_nnunet.cli.classify import main as classify
     from suprem_nnunet.cli.evaluate import main as evaluate
 
@@ -107,6 +135,34 @@ def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, caps
     assert rows[0] == "case,none,pdac,cyst,pannet,prediction" and len(rows) == 5
     p = np.array([[float(v) for v in r.split(",")[1:5]] for r in rows[1:]])
     assert np.allclose(p.sum(1), 1, atol=1e-4)
+    info = json.loads((tmp_path / "pre_arm" / "run_info.json").read_text())
+    assert info["input"] == {"window_hu": [-200.0, 300.0], "fill": "roi_median", "mask_roi": True,
+                             "roi_margin_mm": 0.0}
+    # a test case whose ROI is empty is not scored (one warning line), the others are
+    import shutil
+
+    import SimpleITK as sitk
+
+    roi = tmp_path / "roi"
+    shutil.copytree(raw / "labelsTs", roi)
+    first = sorted(roi.glob("*.nii.gz"))[0]
+    img = sitk.ReadImage(str(first))
+    blank = sitk.GetImageFromArray(np.zeros_like(sitk.GetArrayFromImage(img)))
+    blank.CopyInformation(img)
+    sitk.WriteImage(blank, str(first))
+    caplog.clear()
+    assert classify(["predict", "-i", str(raw / "imagesTs"), "-m", str(tmp_path / "pre_arm"), "-o",
+                     str(tmp_path / "empty.csv"), "--roi-labels", str(roi), "--device", "cpu"]) == 0
+    case = first.name[: -len(".nii.gz")]
+    got = (tmp_path / "empty.csv").read_text().splitlines()
+    assert len(got) == 4 and not any(r.startswith(case + ",") for r in got)
+    warned = [r.getMessage() for r in caplog.records if "empty ROI" in r.getMessage()]
+    assert warned == [f"{case}: empty ROI ({first} has no pancreas or lesion voxel); not scored"]
+    capsys.readouterr()
+    assert classify(["predict", "-i", str(raw / "imagesTs"), "-m", str(tmp_path / "pre_arm"), "-o",
+                     str(tmp_path / "x.csv"), "--device", "cpu"]) == 1  # a masked model needs its ROIs
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trained on ROI-masked patches" in err and not (tmp_path / "x.csv").exists()
     assert evaluate(["--classification", str(tmp_path / "pre_arm.csv"), str(raw / "case_labels.csv"),
                      "--baseline-scores", str(tmp_path / "scratch_arm.csv"), "-o", str(tmp_path / "ev")]) == 0
     assert (tmp_path / "ev" / "roc.png").is_file()

@@ -84,7 +84,7 @@ def test_corrupt_result_json_reruns_that_run_only(tmp_path, caplog):
     assert json.loads(bad.read_text())["rows"][0]["dsc"] == pytest.approx(0.51)
 
 
-def test_a_changed_budget_reruns_the_runs_it_shapes(tmp_path, caplog):
+def test_a_changed_budget_reruns_the_runs_it_shapes_when_asked(tmp_path, caplog):
     import dataclasses
 
     p = load_protocol("table2")
@@ -95,8 +95,52 @@ def test_a_changed_budget_reruns_the_runs_it_shapes(tmp_path, caplog):
     p2 = dataclasses.replace(p, scales=(("phantom", longer),))
     stub = StubRun()
     with caplog.at_level(logging.WARNING, logger="suprem_nnunet.experiments.runner"):
-        run_sweep(p2, "phantom", tmp_path, Context(tmp_path, "phantom", longer, DATASETS), stub, 1)
-    assert len(stub.calls) == 2 and sum("other protocol settings" in r.getMessage() for r in caplog.records) == 2
+        run_sweep(p2, "phantom", tmp_path, Context(tmp_path, "phantom", longer, DATASETS), stub, 1,
+                  rerun_changed=True)
+    lines = [r.getMessage() for r in caplog.records if "other settings" in r.getMessage()]
+    assert len(stub.calls) == 2 and len(lines) == 2 and all("budget" in m for m in lines)
+
+
+def _results(folder):
+    return {f: f.read_bytes() for f in sorted((folder / "runs").rglob("result.json"))}
+
+
+@pytest.mark.parametrize("change", ["device", "seed", "budget"])
+def test_a_resumed_sweep_with_other_settings_stops_in_one_line_and_overwrites_nothing(tmp_path, change):
+    """A CPU sweep resumed with --device cuda (or another seed or budget) and more trials must not
+    run only the new trials and report one table from both settings."""
+    import dataclasses
+
+    from suprem_nnunet.experiments.runner import KeyMismatch
+
+    p = load_protocol("table2")
+    scale = p.scale("phantom")
+    run_sweep(p, "phantom", tmp_path, Context(tmp_path, "phantom", scale, DATASETS), StubRun(), 2)
+    folder = tmp_path / "table2"
+    before, csv_before = _results(folder), (folder / "results.csv").read_bytes()
+    kw = {"device": dict(device="cuda"), "seed": dict(seed=7), "budget": {}}[change]
+    other = dataclasses.replace(scale, budget=dataclasses.replace(scale.budget, epochs=99)) \
+        if change == "budget" else scale
+    p2 = dataclasses.replace(p, scales=(("phantom", other),))
+    stub = StubRun()
+    with pytest.raises(KeyMismatch) as e:
+        run_sweep(p2, "phantom", tmp_path, Context(tmp_path, "phantom", other, DATASETS, **kw), stub, 3)
+    msg = str(e.value)
+    assert "\n" not in msg and "made with other settings" in msg and change in msg and "4 of 6 runs" in msg
+    assert stub.calls == [] and _results(folder) == before and (folder / "results.csv").read_bytes() == csv_before
+
+
+def test_run_key_records_device_mirroring_precision_seed_data_and_versions(tmp_path):
+    from suprem_nnunet.experiments.runner import run_key_fields
+
+    p = load_protocol("table2")
+    scale = p.scale("phantom")
+    spec = plan_runs(p, scale, 1, DATASETS)[0]
+    cpu = run_key_fields(Context(tmp_path, "phantom", scale, DATASETS), scale, spec)
+    cuda = run_key_fields(Context(tmp_path, "phantom", scale, DATASETS, device="cuda"), scale, spec)
+    assert {"device", "mirroring", "precision", "seed", "target_data", "pretrained_weights", "suprem_nnunet",
+            "nnunetv2"} <= set(cpu)
+    assert {k for k in cpu if cpu[k] != cuda[k]} == {"device", "mirroring", "precision", "pretrained_weights"}
 
 
 def test_runs_csv_gives_pretraining_compute_to_pretrained_arms_only(tmp_path):
@@ -111,3 +155,16 @@ def test_runs_csv_gives_pretraining_compute_to_pretrained_arms_only(tmp_path):
         runs = {(r["arm"], r["setting"]): r for r in csv.DictReader(f)}
     assert runs[("scratch", "0")]["pretrain_seconds"] == ""  # scratch takes only the plans
     assert runs[("suprem", "16")]["pretrain_seconds"] == "90.0"
+
+
+def test_parallel_sweep_equals_the_sequential_one(tmp_path):
+    """--jobs 2: the same runs (each once) and byte-identical results.csv as one process."""
+    p = load_protocol("fig1")
+    prepared = []
+    seq = sweep(tmp_path / "seq", StubRun(), trials=2)
+    ctx = Context(tmp_path / "par", "phantom", p.scale("phantom"), DATASETS)
+    par = run_sweep(p, "phantom", tmp_path / "par", ctx, StubRun(), 2, protocol_file("fig1").read_text(), jobs=2,
+                    prepare_fn=lambda c, source, n: prepared.append((source, n)))
+    assert (seq / "results.csv").read_bytes() == (par / "results.csv").read_bytes()
+    assert prepared == [("suprem", None)]  # each pre-training made once, before the workers start
+    assert len(list((par / "runs").rglob("result.json"))) == 2 * 2 * 3

@@ -205,7 +205,7 @@ def test_tta_passes_undo_their_flips(tmp_path, monkeypatch):
     write_image(tmp_path / "img" / "c_0000.nii.gz", np.zeros((6, 7, 8), np.int16), (1, 1, 1), (0, 0, 0), np.eye(3))
     m = TrainedModel.__new__(TrainedModel)
     m.__dict__.update(dataset_json={"labels": {"background": 0, "liver": 1}, "channel_names": {"0": "CT"}},
-                      mirror_axes=(0, 1, 2))
+                      mirror_axes=(0, 1, 2), plans={})
     folders = tta_passes(m, tmp_path / "img", tmp_path / "tta")
     assert [f.name for f in folders] == ["identity", "flip_0", "flip_1", "flip_2"]
     ref, z_flip, x_flip = (np.load(folders[i] / "c.npz")["probabilities"].astype(np.float32) for i in (0, 1, 3))

@@ -2,13 +2,18 @@
 
 `ENCODER_FEATURES` says, per registered backbone, how to run only the encoder of the network the
 backbone's adapter builds and which feature map to take: the deepest one (the bottleneck), whose
-channels the classification head pools. The tensors it uses are those the registry lists as the
+channels the classification head pools. `DEEPEST_BLOCK` names the block that computes it where
+that block ends in a normalisation (instance norm; SuPreM's U-Net batch norm with batch statistics,
+which at batch size 1 is the same): `encoder_features(..., pre_norm=True)` then returns the input
+of the last normalisation layer that block runs, so that pooling keeps each channel's level over
+the patch (a per-instance normalisation sets every channel's mean over the patch to its bias).
+SegResNet's blocks are pre-activation (the output is not normalised): its map is taken as it is. The tensors it uses are those the registry lists as the
 backbone's `encoder_keys`; `load_encoder_weights` copies exactly those from a checkpoint and says
 in one line when they do not fit.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping
+from typing import Callable, Dict, List, Mapping
 
 import torch
 from torch import nn
@@ -44,12 +49,32 @@ ENCODER_FEATURES: Dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] =
 }
 
 
-def encoder_features(backbone: str, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The deepest encoder feature map of `net` (a `backbone` network) for input `x`."""
+#: backbone name -> the module whose output is the deepest feature map, where it ends in a normalisation
+DEEPEST_BLOCK: Dict[str, Callable[[nn.Module], nn.Module]] = {
+    "nnunet": lambda net: net.encoder.stages[-1], "resenc": lambda net: net.encoder.stages[-1],
+    "unet": lambda net: net.down_tr512, "swinunetr": lambda net: net.encoder10,
+}
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def encoder_features(backbone: str, net: nn.Module, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
+    """The deepest encoder feature map of `net` (a `backbone` network) for input `x`; with
+    `pre_norm`, the input of the last normalisation layer its deepest block runs (see the module
+    docstring; backbones without such a block give the map itself)."""
     get_backbone(backbone)  # unknown name: one line listing the choices
     if backbone not in ENCODER_FEATURES:
         raise ValueError(f"backbone {backbone!r} has no encoder feature extractor for classification")
-    return ENCODER_FEATURES[backbone](net, x)
+    if not pre_norm or backbone not in DEEPEST_BLOCK:
+        return ENCODER_FEATURES[backbone](net, x)
+    seen: List[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+             for m in DEEPEST_BLOCK[backbone](net).modules() if isinstance(m, _NORMS)]
+    try:
+        out = ENCODER_FEATURES[backbone](net, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen[-1] if seen else out
 
 
 def encoder_state(backbone: str, state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -3,15 +3,19 @@
 Design: the classifier is the whole segmentation network of the pre-trained checkpoint (built from
 its plans, or from the adapter of a zoo release) of which only the encoder runs. A case enters as
 one patch of the plans' patch size centred on its region of interest (the pancreas and its lesion,
-see `preprocess.py`); the deepest encoder feature map is pooled over the whole patch, by mean and by
-max (a small lesion shows in the max), the two vectors are concatenated (2C values) and a dropout +
-linear head gives one logit per class (`none` and the sub-types), trained with cross-entropy.
+see `preprocess.py`); the deepest encoder feature map, taken before its block's last normalisation
+(`encoder.encoder_features(pre_norm=True)`: an instance norm right before pooling would set every
+channel's patch mean to its bias), is pooled over the whole patch by mean and by max (a small
+lesion shows in the max), the two vectors are concatenated (2C values) and a dropout + linear head
+gives one logit per class (`none` and the sub-types), trained with cross-entropy.
 `--from-scratch` builds the same network from the same plans with random weights.
 
 The checkpoint (`classifier.pth`) is a plain dict readable with `torch.load(weights_only=True)`:
 `format`, `classes`, `backbone`, `encoder` (how to rebuild the network and the preprocessing:
 `plans` + `configuration` + `dataset_json` for our models, `arch_kwargs` + `preset` for releases,
-and the pre-trained `source`), `patch_size`, `feature_channels`, `state_dict`, `info` (run info).
+and the pre-trained `source`), `patch_size`, `feature_channels`, `state_dict`, `info` (run info,
+with `input`: the intensity window, fill value, ROI masking and margin the classifier was trained
+with, which prediction repeats).
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from .encoder import encoder_features, load_encoder_weights
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "suprem_classifier/1"
+CHECKPOINT_FORMAT = "suprem_classifier/2"
 CHECKPOINT_NAME = "classifier.pth"
 PathLike = Union[str, Path]
 
@@ -101,7 +105,8 @@ def build_network(spec: EncoderSpec) -> nn.Module:
 
 
 class SubtypeClassifier(nn.Module):
-    """Encoder of a segmentation network + (mean ‖ max) pooling + dropout + linear head."""
+    """Encoder of a segmentation network + (mean ‖ max) pooling of its pre-normalisation deepest
+    features + dropout + linear head."""
 
     def __init__(self, backbone: str, network: nn.Module, num_classes: int, feature_channels: int,
                  dropout: float = 0.2) -> None:
@@ -111,7 +116,7 @@ class SubtypeClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * feature_channels, num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        f = encoder_features(self.backbone, self.network, x)
+        f = encoder_features(self.backbone, self.network, x, pre_norm=True)
         return torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +133,7 @@ def feature_channels(backbone: str, network: nn.Module, patch_size: Sequence[int
     network.eval()
     try:
         with torch.no_grad():
-            f = encoder_features(backbone, network, torch.zeros(1, in_channels, *patch_size))
+            f = encoder_features(backbone, network, torch.zeros(1, in_channels, *patch_size), pre_norm=True)
     finally:
         network.train(was)
     return int(f.shape[1])
@@ -184,7 +189,11 @@ def load_classifier(path: PathLike) -> Tuple[SubtypeClassifier, EncoderSpec, dic
 
     p = find_classifier(path)
     ckpt = load_checkpoint(p)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
+    fmt = ckpt.get("format")
+    if isinstance(fmt, str) and fmt.startswith("suprem_classifier/") and fmt != CHECKPOINT_FORMAT:
+        raise ValueError(f"{p}: classifier format {fmt!r}, this version reads {CHECKPOINT_FORMAT!r} (another "
+                         "input pipeline and pooling); train it again with suprem_classify train")
+    if fmt != CHECKPOINT_FORMAT:
         raise ValueError(f"{p}: not a suprem classifier checkpoint (no format {CHECKPOINT_FORMAT!r}); "
                          "segmentation checkpoints go to --pretrained of suprem_classify train")
     spec = EncoderSpec.from_dict(ckpt["encoder"])

@@ -57,17 +57,40 @@ def route_scores(probabilities: np.ndarray, channels: Dict[str, int], voxel_ml: 
     return out
 
 
-def scores_from_probabilities(folder: PathLike, output_csv: PathLike, volume_ml: float = DEFAULT_VOLUME_ML) -> Path:
-    """scores.csv (as `suprem_classify predict` writes) from a folder of `<case>.npz` probability files."""
-    from ..dataset.raw import atomic_write_bytes
+def read_case_probabilities(path: Path) -> Dict[str, np.ndarray]:
+    """The arrays of one probability file; ValueError (one line naming the file) when it is not a
+    readable .npz, lacks `probabilities`, `class_names` or `spacing`, or names another number of
+    classes than it has channels."""
+    import zipfile
+
     from ..inference.outputs import read_probabilities
+
+    try:
+        z = read_probabilities(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable probability file ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    missing = [k for k in ("probabilities", "class_names", "spacing") if k not in z]
+    if missing:
+        what = "no class names (the 'class_names' array)" if missing == ["class_names"] else f"no {', '.join(missing)}"
+        raise ValueError(f"{path}: {what}; the segmentation route needs probability files as "
+                         "suprem_predict --save-probabilities writes them")
+    n_ch, n_names = int(np.asarray(z["probabilities"]).shape[0]), int(np.asarray(z["class_names"]).size)
+    if n_ch != n_names:
+        raise ValueError(f"{path}: {n_names} class names for {n_ch} probability channels")
+    return z
+
+
+def scores_from_probabilities(folder: PathLike, output_csv: PathLike, volume_ml: float = DEFAULT_VOLUME_ML) -> Path:
+    """scores.csv (as `suprem_classify predict` writes) from a folder of `<case>.npz` probability files;
+    every file is checked before scores.csv is written (temporary file, then renamed)."""
+    from ..dataset.raw import atomic_write_bytes
 
     files = sorted(Path(folder).glob("*.npz"))
     if not files:
         raise FileNotFoundError(f"{folder}: no <case>.npz probability files (suprem_predict --save-probabilities)")
     rows, classes = [], None
     for f in files:
-        z = read_probabilities(f)
+        z = read_case_probabilities(f)
         channels = subtype_channels([str(n) for n in z["class_names"]], str(f))
         voxel_ml = float(np.prod(z["spacing"])) / 1000.0
         s = route_scores(z["probabilities"], channels, voxel_ml, volume_ml)

@@ -11,13 +11,19 @@ stepped per epoch). `--freeze-encoder-epochs` trains only the head first.
 
 Batches are class-balanced (each item's class drawn uniformly, then a case of it); each patch is
 shifted by up to 1/8 of its side and its intensities scaled by 1 ± 0.1 (augmentation).
+
+Input (`preprocess.py`): CT windowed to [-200, 300] HU -> [0, 1], voxels outside the pancreas and
+its lesion (`roi_margin_mm` = 0 by default) set to the ROI's median. With ROI masking, every training case needs
+an ROI in its label map (else one error naming it); at prediction a case whose ROI is empty (or
+that has no label map in `--roi-labels`) is not scored: one warning line per case, and it is left
+out of scores.csv (`predict_scores` returns it in its `unscored` list).
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -31,7 +37,7 @@ from ..training.base import ADAMW_LR, ADAMW_WEIGHT_DECAY, TrainingBudget, defaul
 from ..training.lr_schedule import warmup_cosine_lr
 from .data import SUBTYPES, dataset_cases
 from .model import CHECKPOINT_NAME, EncoderSpec, SubtypeClassifier, make_classifier, pretrained_encoder, save_classifier
-from .preprocess import Case, CasePreprocessor, crop_patch, patch_for, preprocess_cases
+from .preprocess import CLASSIFICATION_WINDOW_HU, ROI_MARGIN_MM, Case, CasePreprocessor, case_patch, patch_for, preprocess_cases
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +117,8 @@ def train_on_cases(model: SubtypeClassifier, cases: Sequence[Case], targets: Seq
         losses = []
         for _ in range(iters):
             idx = [int(rng.choice(by_class[rng.choice(classes)])) for _ in range(batch_size)]
-            x = np.stack([crop_patch(cases[i].volume, cases[i].center, patch,
-                                     [int(rng.integers(-s, s + 1)) for s in max_shift]) for i in idx])
+            x = np.stack([case_patch(cases[i], patch, [int(rng.integers(-s, s + 1)) for s in max_shift])
+                          for i in idx])
             x *= rng.uniform(0.9, 1.1, (len(idx), 1, 1, 1, 1)).astype(np.float32)
             logits = model(torch.from_numpy(x).to(device))
             loss = loss_fn(logits, torch.as_tensor(targets[idx], device=device))
@@ -133,7 +139,7 @@ def predict_cases(model: SubtypeClassifier, cases: Sequence[Case], patch: Sequen
     out = []
     with torch.no_grad():
         for c in cases:
-            x = torch.from_numpy(crop_patch(c.volume, c.center, patch)[None]).to(device)
+            x = torch.from_numpy(case_patch(c, patch)[None]).to(device)
             out.append(torch.softmax(model(x), 1)[0].cpu().numpy())
     return np.stack(out) if out else np.zeros((0, len(model.head[1].bias)))
 
@@ -144,73 +150,160 @@ def default_output(task: str, from_scratch: bool, num_train_cases: Optional[int]
     return paths.results_root() / task / f"SupremClassifier__{arm}__{shots}_seed{seed}"
 
 
-def train_classifier(task: str, pretrained: Optional[str] = None, from_scratch: bool = False,
-                     num_train_cases: Optional[int] = None, seed: int = 0,
-                     budget: TrainingBudget = TrainingBudget(), output: Optional[Path] = None,
-                     labels_file: Optional[Path] = None, patch: Optional[Sequence[int]] = None,
-                     batch_size: int = DEFAULT_BATCH, freeze_encoder_epochs: int = 0,
-                     configuration: str = "3d_fullres", device: torch.device = torch.device("cpu"),
-                     mask_roi: bool = True) -> Path:
-    """Train on the imagesTr cases of raw dataset `task` labelled in its case_labels.csv (folder
-    layer); returns the output folder holding `classifier.pth` and `run_info.json`."""
-    t0 = time.time()
+@dataclass
+class TrainingSet:
+    """The training cases of a classifier, preprocessed: what `train_classifier` and the hand-feature
+    baseline (`hand_features.py`) both train on."""
+
+    spec: EncoderSpec
+    state: Dict[str, torch.Tensor]
+    patch: Tuple[int, ...]
+    labels: Dict[str, str]  # every labelled training case
+    chosen: List[str]  # the (few-shot) subset trained on
+    cases: List[Case]  # preprocessed, in `chosen` order
+    preprocessor: CasePreprocessor
+
+
+def training_set(task: str, pretrained: Optional[str] = None, num_train_cases: Optional[int] = None, seed: int = 0,
+                 labels_file: Optional[Path] = None, patch: Optional[Sequence[int]] = None,
+                 configuration: str = "3d_fullres", mask_roi: bool = True,
+                 roi_margin_mm: float = ROI_MARGIN_MM) -> TrainingSet:
+    """The seeded (few-shot) training cases of raw dataset `task`, preprocessed with the input
+    pipeline of `preprocess.py`; ValueError naming the labels file when the subset holds one class,
+    and naming the label map of a case without ROI voxels (ROI masking needs them)."""
     raw = paths.raw_root() / task
+    labels_file = Path(labels_file) if labels_file is not None else raw / "case_labels.csv"
     labels, images, segs = dataset_cases(raw, labels_file)
     spec, state = pretrained_encoder(pretrained, configuration)
     patch = patch_for(spec, patch)
     chosen = stratified_subset(labels, num_train_cases, seed)
     classes = [k for k in SUBTYPES if k in {labels[c] for c in chosen}]
     if len(classes) < 2:
-        raise ValueError(f"{labels_file or raw / 'case_labels.csv'}: the training cases hold one class "
+        raise ValueError(f"{labels_file}: the training cases hold one class "
                          f"({', '.join(classes)}); a classifier needs at least two")
-    classes = list(SUBTYPES)  # the head always scores every sub-type (absent ones are never the target)
-    pre = CasePreprocessor(spec, mask_roi)
+    pre = CasePreprocessor(spec, mask_roi, roi_margin_mm)
     cases = preprocess_cases(pre, {c: images[c] for c in chosen}, segs)
-    model = make_classifier(spec, classes, patch, None if from_scratch else state, seed)
+    if mask_roi:
+        no_roi = [c.name for c in cases if c.roi is None]
+        if no_roi:
+            where = segs.get(no_roi[0]) or f"{raw / 'labelsTr'} (no label map)"
+            raise ValueError(f"{where}: no pancreas or lesion voxel for training case {no_roi[0]!r} "
+                             f"({len(no_roi)} case(s) without an ROI); ROI-masked training needs the pancreas "
+                             "in every training label map (or --no-roi-mask)")
+    return TrainingSet(spec, state, patch, labels, chosen, cases, pre)
+
+
+def train_classifier(task: str, pretrained: Optional[str] = None, from_scratch: bool = False,
+                     num_train_cases: Optional[int] = None, seed: int = 0,
+                     budget: TrainingBudget = TrainingBudget(), output: Optional[Path] = None,
+                     labels_file: Optional[Path] = None, patch: Optional[Sequence[int]] = None,
+                     batch_size: int = DEFAULT_BATCH, freeze_encoder_epochs: int = 0,
+                     configuration: str = "3d_fullres", device: torch.device = torch.device("cpu"),
+                     mask_roi: bool = True, roi_margin_mm: float = ROI_MARGIN_MM,
+                     data: Optional[TrainingSet] = None) -> Path:
+    """Train on the imagesTr cases of raw dataset `task` labelled in its case_labels.csv (folder
+    layer; `data`: a `training_set` already made with these arguments); returns the output folder
+    holding `classifier.pth` and `run_info.json`."""
+    t0 = time.time()
+    if data is None:
+        data = training_set(task, pretrained, num_train_cases, seed, labels_file, patch, configuration, mask_roi,
+                            roi_margin_mm)
+    spec, patch, labels, chosen = data.spec, data.patch, data.labels, data.chosen
+    classes = list(SUBTYPES)  # the head always scores every sub-type (absent ones are never the target)
+    model = make_classifier(spec, classes, patch, None if from_scratch else data.state, seed)
     log.info("classifier on %s: %d cases (%s), %s, patch %s", task, len(chosen),
              ", ".join(f"{k} {sum(labels[c] == k for c in chosen)}" for k in classes),
              "from scratch" if from_scratch else f"encoder from {spec.source}", list(patch))
-    curve = train_on_cases(model, cases, [classes.index(labels[c]) for c in chosen], patch, budget, seed,
+    curve = train_on_cases(model, data.cases, [classes.index(labels[c]) for c in chosen], patch, budget, seed,
                            batch_size, freeze_encoder_epochs, device)
     out = Path(output) if output else default_output(task, from_scratch, num_train_cases, seed)
     info = {"task": task, "role": "scratch" if from_scratch else "pretrained", "pretrained": spec.source,
             "seed": seed, "num_train_cases": num_train_cases, "train_cases": chosen,
             "class_counts": {k: sum(labels[c] == k for c in chosen) for k in classes},
             "budget": {**asdict(budget), "batch_size": batch_size}, "freeze_encoder_epochs": freeze_encoder_epochs,
-            "patch_size": list(patch), "mask_roi": mask_roi, "loss_per_epoch": curve,
-            "seconds": round(time.time() - t0, 1)}
+            "patch_size": list(patch), "mask_roi": data.preprocessor.mask_roi, "input": data.preprocessor.describe(),
+            "loss_per_epoch": curve, "seconds": round(time.time() - t0, 1)}
     save_classifier(out / CHECKPOINT_NAME, model, spec, classes, patch, info)
     atomic_write_json(out / "run_info.json", info)
     log.info("wrote %s", out / CHECKPOINT_NAME)
     return out
 
 
-def predict_folder(inputs: Path, model_path: Path, output_csv: Path, roi_labels: Optional[Path] = None,
-                   device: torch.device = torch.device("cpu")) -> Path:
-    """scores.csv (case, one softmax score per class, prediction) for every image of `inputs`."""
-    from ..dataset.raw import atomic_write_bytes
-    from .data import case_images
+def roi_files(images: Mapping[str, List[str]], roi_labels: Optional[Path]) -> Dict[str, str]:
+    """{case: label map} of the cases of `images` that have `<case>.nii.gz` in `roi_labels`."""
+    if roi_labels is None:
+        return {}
+    if not Path(roi_labels).is_dir():
+        raise FileNotFoundError(f"{roi_labels}: no such label folder (--roi-labels)")
+    return {c: str(Path(roi_labels) / f"{c}.nii.gz") for c in images
+            if (Path(roi_labels) / f"{c}.nii.gz").is_file()}
+
+
+def checkpoint_preprocessor(spec: EncoderSpec, ckpt: dict) -> CasePreprocessor:
+    """The preprocessor a classifier checkpoint was trained with (its run info's `input`)."""
+    info = ckpt.get("info", {})
+    inp = info.get("input") or {}
+    return CasePreprocessor(spec, bool(inp.get("mask_roi", info.get("mask_roi", False))),
+                            float(inp.get("roi_margin_mm", ROI_MARGIN_MM)),
+                            tuple(float(v) for v in inp.get("window_hu", CLASSIFICATION_WINDOW_HU)))
+
+
+@dataclass
+class Scores:
+    """Softmax scores of the scored cases and the cases left unscored (masked model, empty ROI)."""
+
+    classes: List[str]
+    scores: Dict[str, np.ndarray]
+    unscored: List[str]
+
+
+def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels: Optional[Path] = None,
+                   device: torch.device = torch.device("cpu"), source: str = "--roi-labels") -> Scores:
+    """Scores of every case of {case: image files}. A model trained on ROI-masked patches needs
+    `roi_labels` (ValueError otherwise); a case without an ROI there is not scored (one warning line
+    naming it and its label map)."""
     from .model import load_classifier
 
     model, spec, ckpt = load_classifier(model_path)
-    images = case_images(inputs)
-    segs = {}
-    if roi_labels is not None:
-        if not Path(roi_labels).is_dir():
-            raise FileNotFoundError(f"{roi_labels}: no such label folder (--roi-labels)")
-        segs = {c: str(Path(roi_labels) / f"{c}.nii.gz") for c in images
-                if (Path(roi_labels) / f"{c}.nii.gz").is_file()}
-    mask_roi = bool(ckpt.get("info", {}).get("mask_roi", False))
-    if mask_roi and not segs:
-        log.warning("%s was trained on ROI-masked patches but no --roi-labels were given: scores will be off",
-                    model_path)
-    cases = preprocess_cases(CasePreprocessor(spec, mask_roi), images, segs)
-    scores = predict_cases(model, cases, ckpt["patch_size"], device)
-    classes = list(ckpt["classes"])
-    lines = ["case," + ",".join(classes) + ",prediction"]
-    for c, s in zip(cases, scores):
-        lines.append(f"{c.name}," + ",".join(f"{v:.6f}" for v in s) + f",{classes[int(np.argmax(s))]}")
+    pre = checkpoint_preprocessor(spec, ckpt)
+    segs = roi_files(images, roi_labels)
+    if pre.mask_roi and roi_labels is None:
+        raise ValueError(f"{model_path}: trained on ROI-masked patches (the pancreas and its lesion); give the "
+                         "label maps that locate them (--roi-labels, e.g. a suprem_predict output folder)")
+    cases = preprocess_cases(pre, dict(images), segs)
+    keep, unscored = [], []
+    for c in cases:
+        if pre.mask_roi and c.roi is None:
+            unscored.append(c.name)
+            what = segs.get(c.name) or f"no {c.name}.nii.gz in {roi_labels}"
+            log.warning("%s: empty ROI (%s has no pancreas or lesion voxel); not scored", c.name, what)
+        else:
+            keep.append(c)
+    scores = predict_cases(model, keep, ckpt["patch_size"], device)
+    return Scores(list(ckpt["classes"]), {c.name: s for c, s in zip(keep, scores)}, unscored)
+
+
+def write_scores(scores: Scores, output_csv: Path) -> Path:
+    """scores.csv: case, one score per class, prediction (written to a temporary file, then renamed)."""
+    from ..dataset.raw import atomic_write_bytes
+
+    lines = ["case," + ",".join(scores.classes) + ",prediction"]
+    for case, s in scores.scores.items():
+        lines.append(f"{case}," + ",".join(f"{v:.6f}" for v in s) + f",{scores.classes[int(np.argmax(s))]}")
     output_csv = Path(output_csv)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output_csv, ("\n".join(lines) + "\n").encode())
     return output_csv
+
+
+def predict_folder(inputs: Path, model_path: Path, output_csv: Path, roi_labels: Optional[Path] = None,
+                   device: torch.device = torch.device("cpu")) -> Path:
+    """scores.csv (case, one softmax score per class, prediction) for every image of `inputs` that
+    has an ROI (see `predict_scores`); ValueError when no case could be scored."""
+    from .data import case_images
+
+    res = predict_scores(case_images(inputs), model_path, roi_labels, device)
+    if not res.scores:
+        raise ValueError(f"{roi_labels}: no case of {inputs} has a pancreas or lesion voxel in its label map; "
+                         "nothing scored")
+    return write_scores(res, output_csv)

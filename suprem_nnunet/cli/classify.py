@@ -1,7 +1,7 @@
 """suprem_classify: pancreatic tumour sub-type classification from a pre-trained segmentation encoder.
 
   suprem_classify train TASK --pretrained CKPT [--from-scratch] [--num-train-cases N --seed S ...]
-  suprem_classify predict -i IMAGES -m MODEL -o scores.csv [--roi-labels LABELS]
+  suprem_classify predict -i IMAGES -m MODEL -o scores.csv --roi-labels LABELS  (pancreas masks, e.g. suprem_predict)
   suprem_classify from-probabilities PROBS_DIR -o scores.csv   (the segmentation-derived route)
   suprem_classify make-phantoms -d ID [--difficulty 0.5]        (a phantom dataset with case_labels.csv)
 
@@ -43,13 +43,14 @@ def build_parser():
     t.add_argument("--labels", default=None, help="case labels CSV (default: RAW/case_labels.csv)")
     t.add_argument("--num-train-cases", type=positive_int, default=None,
                    help="seeded few-shot subset size (stratified by sub-type)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the few-shot subset, the head's weights and batches")
     t.add_argument("--freeze-encoder-epochs", type=int, default=0, help="train only the head for the first N epochs")
     t.add_argument("--patch", type=int_triple, default=None, help="patch size (default: the plans')")
     t.add_argument("--batch-size", type=positive_int, default=8)
     t.add_argument("--no-roi-mask", action="store_true",
                    help="let the encoder see the whole patch (default: only the pancreas / lesion region of the "
-                        "label map plus a 2-voxel rim)")
+                        "label map, everything else set to a value no tissue takes)")
+    t.add_argument("--roi-margin-mm", type=float, default=0.0,
+                   help="mm of surroundings kept around the pancreas / lesion region (default 0)")
     t.add_argument("-c", "--configuration", default="3d_fullres")
     t.add_argument("-o", "--output", default=None,
                    help="output folder (default: $nnUNet_results/TASK/SupremClassifier__ARM__nN_seedS)")
@@ -60,8 +61,9 @@ def build_parser():
     pr.add_argument("-m", "--model", required=True, help="classifier.pth or its folder")
     pr.add_argument("-o", "--output", required=True, help="scores CSV to write")
     pr.add_argument("--roi-labels", default=None,
-                    help="folder of label maps (<case>.nii.gz) whose pancreas / lesion centres the patch; "
-                         "default: the volume's centre")
+                    help="folder of label maps (<case>.nii.gz, e.g. suprem_predict's output) whose pancreas / "
+                         "lesion is the region the classifier sees; needed by ROI-masked classifiers (the default); "
+                         "a case with an empty region is not scored (one warning line)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     fp = sub.add_parser("from-probabilities", help="segmentation-derived route: scores from <case>.npz files")
@@ -113,10 +115,13 @@ def _main(args) -> int:
         raise ValueError("--validate, --save-every and --no-resume are segmentation-training flags; "
                          "suprem_classify train always trains anew and writes one checkpoint at the end")
 
+    from ..seeding import seed_everything
+
+    seed_everything(args.seed, args.deterministic)  # --seed (add_budget_args): also the subset, head and batches
     out = train_classifier(resolve_dataset(args.task), args.pretrained, args.from_scratch, args.num_train_cases,
                            args.seed, budget_from(args), args.output, args.labels, args.patch, args.batch_size,
                            args.freeze_encoder_epochs, args.configuration, resolve_device(args.device),
-                           mask_roi=not args.no_roi_mask)
+                           mask_roi=not args.no_roi_mask, roi_margin_mm=args.roi_margin_mm)
     print(out)
     return 0
 

@@ -92,6 +92,25 @@ def positive_int(text: str) -> int:
     return v
 
 
+def seed_int(text: str) -> int:
+    """--seed: an integer in [0, 2**32 - 1]."""
+    from ..seeding import check_seed
+
+    try:
+        return check_seed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--seed must be ", "expected ")) from None
+
+
+def add_seed_args(p, what: str = "everything random in the run") -> None:
+    """--seed and --deterministic, the same on every command that trains."""
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"seed of {what} (Python, NumPy, torch, augmentation workers); recorded in run_info.json")
+    p.add_argument("--deterministic", action="store_true",
+                   help="also cuDNN/torch deterministic kernels and augmentation batches in a fixed order "
+                        "(slower on GPUs; CPU runs with nnUNet_n_proc_DA=0 are reproducible without it)")
+
+
 def stdout_closed() -> int:
     """Exit status after the reader of stdout went away (`suprem_convert --list | head`): the rest of
     the output is dropped quietly (stdout now points at /dev/null, so the flush at exit cannot fail

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .common import parser, run
+from .common import parser, run, seed_int
 
 
 def build_parser():
@@ -13,7 +13,9 @@ def build_parser():
     p.add_argument("--out", default="suprem_demo", help="folder for data, models, predictions and report.md")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--quick", action="store_true", help="smoke-sized run (about a minute); numbers mean nothing")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the phantoms, few-shot cases, weights, patches and augmentation; the same seed "
+                        "gives the same table on the CPU")
     return p
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from .common import parser, run
@@ -12,7 +13,12 @@ def build_parser():
     p.add_argument("pred_dir", nargs="?", help="folder of predicted label maps")
     p.add_argument("gt_dir", nargs="?", help="folder of ground-truth label maps (same case names)")
     p.add_argument("-o", "--output", default=None, help="where to write metrics.csv / metrics.json (default: PRED_DIR)")
-    p.add_argument("--tolerance", type=float, default=2.0, help="NSD surface tolerance in mm")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="NSD surface tolerance in mm (default 2.0; 1.5 with --format touchstone)")
+    p.add_argument("--format", default="suprem", choices=["suprem", "touchstone"],
+                   help="touchstone: also write dsc.csv and nsd.csv in the Touchstone benchmark's per-scan layout "
+                        "(our DSC: no +1 in the denominator, NaN when both masks are empty; see "
+                        "evaluation/touchstone.py)"),
     p.add_argument("--pred-labels", default=None,
                    help="JSON naming the prediction's label ids (dataset.json, sidecar or {name: id}); default: "
                         "PRED_DIR/dataset.json, else released-model sidecars, else AbdomenAtlas 1.1 ids")
@@ -43,8 +49,6 @@ def _main(args) -> int:
         if len(names) != 2 or not all(names) or names[0] == names[1]:
             raise ValueError(f"--arm-names needs two different names separated by a comma, got {args.arm_names!r}")
         arms = {names[0]: scores, **({names[1]: args.baseline_scores} if args.baseline_scores else {})}
-        from pathlib import Path
-
         print(format_results(evaluate_arms(arms, labels, args.output or Path(scores).parent)))
         return 0
     if args.pred_dir is None or args.gt_dir is None:
@@ -52,6 +56,10 @@ def _main(args) -> int:
     from ..evaluation.class_matching import format_mapping
     from ..evaluation.evaluate import evaluate_folders, format_summary
 
+    from ..evaluation.touchstone import TOUCHSTONE_TOLERANCE_MM, write_touchstone
+
+    if args.tolerance is None:
+        args.tolerance = TOUCHSTONE_TOLERANCE_MM if args.format == "touchstone" else 2.0
     if args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0 mm, got {args.tolerance}")
     result = evaluate_folders(args.pred_dir, args.gt_dir, args.output or args.pred_dir,
@@ -60,6 +68,9 @@ def _main(args) -> int:
                               skip_bad=args.skip_bad)
     print(format_mapping(result["class_mapping"]))
     print(format_summary(result))
+    if args.format == "touchstone":
+        for f in write_touchstone(result, Path(args.output or args.pred_dir)):
+            print(f)
     return 0
 
 

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .common import parser, positive_int, run
+from .common import parser, positive_int, run, seed_int
 
 
 def build_parser():
@@ -14,7 +14,8 @@ def build_parser():
     p = parser("suprem_experiment", __doc__)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run (or resume) a protocol, then write its report")
-    r.add_argument("protocol", help=f"shipped protocol ({', '.join(protocol_names())}) or a protocol .json file")
+    r.add_argument("protocol", help=f"shipped protocol ({', '.join(protocol_names())}), 'all' (every shipped "
+                                    "protocol, one after the other, sharing --out) or a protocol .json file")
     r.add_argument("--scale", default="phantom", choices=["phantom", "full"],
                    help="phantom: builds its own phantom data, runs on CPU; full: the protocol's dataset ids "
                         "and zoo models at the paper's sizes")
@@ -23,6 +24,13 @@ def build_parser():
                    help="experiments folder: <out>/<protocol>/ results, <out>/pretrain cached pre-trainings, "
                         "<out>/data phantom data")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    r.add_argument("--seed", type=seed_int, default=0,
+                   help="base seed: pre-trainings use it, trial k of every arm uses seed + k")
+    r.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs at once, each in its own process with one torch thread (e.g. the number of cores)")
+    r.add_argument("--rerun-changed", action="store_true",
+                   help="runs in --out made with other settings (device, seed, budget, data, weights, "
+                        "versions) are run again and replaced; without it the command stops and names them")
     rep = sub.add_parser("report", help="regenerate report.md and figures from a results folder")
     rep.add_argument("dir", help="a protocol results folder (<out>/<protocol>) or an experiments folder")
     sub.add_parser("list", help="list the shipped protocols")
@@ -48,9 +56,13 @@ def _main(args) -> int:
         return 0
     from ..experiments.api import run_protocol
 
-    folder = run_protocol(args.protocol, args.scale, args.trials, args.out, args.device)
-    print((folder / "report.md").read_text())
-    print(f"report: {folder / 'report.md'}")
+    names = protocol_names() if args.protocol == "all" else [args.protocol]
+    for name in names:
+        folder = run_protocol(name, args.scale, args.trials, args.out, args.device, seed=args.seed,
+                              rerun_changed=args.rerun_changed, jobs=args.jobs)
+        if len(names) == 1:
+            print((folder / "report.md").read_text())
+        print(f"report: {folder / 'report.md'}")
     return 0
 
 

@@ -18,7 +18,6 @@ def build_parser():
     p.add_argument("--from-scratch", action="store_true",
                    help="baseline: same plans, data and budget, but random initial weights")
     p.add_argument("--num-train-cases", type=positive_int, default=None, help="seeded few-shot subset size")
-    p.add_argument("--seed", type=int, default=0, help="seed of the few-shot subset")
     p.add_argument("--freeze-encoder-epochs", type=int, default=0,
                    help="staged schedule: train only decoder and head for the first N epochs")
     p.add_argument("--max-patch", type=int_triple, default=None,
@@ -39,7 +38,8 @@ def _main(args) -> int:
         out = finetune(resolve_dataset(args.task), args.pretrained, args.configuration, args.from_scratch,
                        args.num_train_cases, args.seed, budget_from(args), device,
                        args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume,
-                       verify=not args.no_verify, max_patch=args.max_patch, validate=args.validate)
+                       verify=not args.no_verify, max_patch=args.max_patch, validate=args.validate,
+                       deterministic=args.deterministic)
     print(out)
     return 0
 

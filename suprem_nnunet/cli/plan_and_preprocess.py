@@ -6,6 +6,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..networks.registry import BACKBONES
+from ..planning.mirroring import DEFAULT_POLICY, POLICIES
 from .common import int_triple, parser, positive_int, run
 
 
@@ -25,6 +26,10 @@ def build_parser():
     p.add_argument("--base-features", type=positive_int, default=None, help="features of the first stage")
     p.add_argument("--max-features", type=positive_int, default=None, help="cap of features per stage")
     p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch size per GPU")
+    p.add_argument("--left-right-mirroring", choices=POLICIES, default=DEFAULT_POLICY,
+                   help="with left/right classes, mirroring along the patient's left-right axis swaps the pairs' "
+                        "labels (swap), leaves that axis out (omit) or keeps the labels (nnunet: nnU-Net's "
+                        "default, for comparison); recorded in the plans")
     p.add_argument("--clean", action="store_true", help="extract the fingerprint again even if one exists")
     p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check")
     return p
@@ -39,7 +44,8 @@ def _main(args) -> int:
                         args.max_features, args.batch_size)
     plans = plan_and_preprocess(dataset, args.backbone, args.configurations, caps, args.num_processes,
                                 args.gpu_memory_gb, verify=not args.no_verify, preset=args.preset,
-                                clean=args.clean, num_gpus=args.num_gpus)
+                                clean=args.clean, num_gpus=args.num_gpus,
+                                left_right_mirroring=args.left_right_mirroring)
     for c in args.configurations:
         cfg = plans["configurations"][c]
         arch = cfg["architecture"]["arch_kwargs"]
@@ -49,7 +55,8 @@ def _main(args) -> int:
                           "batch_size_per_gpu": cfg.get("batch_size_per_gpu", cfg["batch_size"]),
                           "network": cfg["architecture"]["network_class_name"],
                           "features_per_stage": arch.get("features_per_stage"),
-                          "estimated_training_memory_gb": cfg.get("estimated_training_memory_gb")}))
+                          "estimated_training_memory_gb": cfg.get("estimated_training_memory_gb"),
+                          "left_right_mirroring": plans["suprem"]["mirroring"]["policy"]}))
     return 0
 
 

@@ -29,6 +29,9 @@ def build_parser():
     g.add_argument("--no-mirror", dest="mirror", action="store_false")
     p.add_argument("--step-size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     p.add_argument("--series-uid", default=None, help="the DICOM series to read when the folder holds several")
+    p.add_argument("--output-type", default="nifti", choices=["nifti", "dicom-seg", "both"],
+                   help="nifti: <case>.nii.gz; dicom-seg: <case>.dcm, a DICOM Segmentation referencing the input "
+                        "DICOM series (DICOM input only); both")
     p.add_argument("--roi-subset", type=class_list, default=None, metavar="A,B,...",
                    help="write only these classes (names or synonyms), e.g. liver,spleen")
     p.add_argument("--fast", action="store_true",
@@ -59,7 +62,8 @@ def _main(args) -> int:
         raise ValueError(f"--step-size must be in (0, 1], got {args.step_size}")
     model, device = resolve_model(args.model), str(resolve_device(args.device))
     extra = dict(roi_subset=args.roi_subset, fast=args.fast, statistics=args.statistics, preview=args.preview,
-                 save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad)
+                 save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad,
+                 output_type=args.output_type)
     if isinstance(model, str):  # released checkpoint: the paper's direct-inference protocol
         written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
     else:

@@ -5,7 +5,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..networks.registry import BACKBONES
-from .common import parser, positive_int, run
+from .common import add_seed_args, parser, positive_int, run
 
 
 def add_budget_args(p) -> None:
@@ -24,6 +24,7 @@ def add_budget_args(p) -> None:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     g.add_argument("--no-resume", action="store_true", help="start over instead of resuming a previous run")
     g.add_argument("--validate", action="store_true", help="run nnU-Net's full validation after training")
+    add_seed_args(g, "everything random in the run: weights, patches, augmentation (and the few-shot subset)")
 
 
 def budget_from(args):
@@ -87,7 +88,8 @@ def _main(args) -> int:
         trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone, args.preset),
                                 args.configuration, fold, device)
         trainer.configure_partial_labels(args.partial_loss, args.sample_by)
-        out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate, role="pretrain")
+        out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate,
+                    seed=args.seed, deterministic=args.deterministic, role="pretrain")
     print(out)
     return 0
 

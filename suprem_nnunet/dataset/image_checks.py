@@ -74,10 +74,34 @@ def _a(what: str) -> str:
     return f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
 
 
-def check_image_file(path: PathLike, what: str = "image", finite: bool = False):
+def detached_data_problem(path: PathLike) -> Optional[str]:
+    """For a header with its voxels in another file (.mhd ElementDataFile, .nhdr 'data file'): the
+    problem when that file is missing (a dangling reference), else None."""
+    path = Path(path)
+    low = path.name.lower()
+    keys = ("elementdatafile",) if low.endswith(".mhd") else ("data file", "datafile") if low.endswith(".nhdr") else ()
+    if not keys:
+        return None
+    try:
+        head = path.read_bytes()[:65536].decode("latin-1")
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    for line in head.splitlines():
+        key, sep, value = line.partition("=" if low.endswith(".mhd") else ":")
+        if sep and key.strip().lower() in keys:
+            value = value.strip()
+            if value.upper() == "LOCAL" or value.upper().startswith("LIST") or "%" in value:
+                return None
+            data = Path(value) if Path(value).is_absolute() else path.parent / value
+            return None if data.is_file() else f"its voxel data file {data} is missing"
+    return None
+
+
+def check_image_file(path: PathLike, what: str = "image", finite: bool = False, volume: bool = False):
     """The header of a whole 3D scalar image file (a SimpleITK ImageFileReader with its information
     read); one-line errors for a missing, empty, truncated, corrupt, huge, 2D, 4D or vector image,
-    and with `finite` for a float NIfTI holding NaN or infinite values."""
+    with `finite` for a float NIfTI holding NaN or infinite values, and with `volume` for an image
+    with fewer than 2 voxels along an axis (one slice: a 3D network's input cannot be that thin)."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -89,10 +113,16 @@ def check_image_file(path: PathLike, what: str = "image", finite: bool = False):
         problem = nifti_problem(path)
         if problem:
             raise ValueError(f"{path}: {problem.replace('unreadable or corrupt file', f'cannot be read as {_a(what)}, corrupt file')}")
+    from .dicom_io import quiet_itk
+
+    detached = detached_data_problem(path)
+    if detached:
+        raise ValueError(f"{path}: {detached}")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with quiet_itk():  # our one-line error, not ITK's C++ warnings
+            reader.ReadImageInformation()
     except RuntimeError as e:
         raise ValueError(f"{path}: cannot be read as {_a(what)} ({itk_reason(e)})") from None
     size = reader.GetSize()
@@ -106,6 +136,9 @@ def check_image_file(path: PathLike, what: str = "image", finite: bool = False):
     if float(np.prod(size, dtype=np.float64)) > MAX_VOXELS:
         raise ValueError(f"{path}: the header claims {np.prod(size, dtype=np.float64):.3g} voxels {size}; "
                          "corrupt header")
+    if volume and min(size[:3]) < 2:
+        raise ValueError(f"{path}: {what} of size {tuple(size[:3])} (x, y, z) has only one voxel along an axis; "
+                         "a 3D image needs at least 2 along every axis")
     if finite and path.name.lower().endswith(NIFTI_ENDINGS):
         check_nifti_finite(path)
     return reader
@@ -115,9 +148,12 @@ def read_checked_image(path: PathLike, what: str = "image"):
     """`check_image_file`, then the image itself (a 4D file of one volume squeezed to 3D)."""
     import SimpleITK as sitk
 
+    from .dicom_io import quiet_itk
+
     check_image_file(path, what)
     try:
-        img = sitk.ReadImage(str(path))
+        with quiet_itk():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise ValueError(f"{path}: cannot be read as {_a(what)} ({itk_reason(e)})") from None
     if img.GetDimension() == 4:

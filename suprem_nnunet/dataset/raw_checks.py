@@ -92,7 +92,7 @@ def check_raw_dataset(folder: PathLike) -> Dict:
         raise ValueError(f"{folder / 'dataset.json'}: numTraining is {n} but labelsTr holds {len(labels)} case(s)")
     ids = sorted(dj["labels"].values())
     for case in sorted(labels):
-        heads = [check_image_file(f, "image", finite=True) for f in images[case]]
+        heads = [check_image_file(f, "image", finite=True, volume=True) for f in images[case]]
         label_file = labels[case][0]
         check_image_file(label_file, "label map")
         label = sitk.ReadImage(str(label_file))

@@ -16,8 +16,9 @@ from ..dataset.image_checks import check_label_values, geometry_difference, read
 from ..dataset.raw import atomic_write_bytes, atomic_write_json, read_annotated_classes
 from ..inference.predict import IMAGE_ENDINGS, cases_by_stem
 from ..labels import ATLAS_IDS, canonical
-from .class_matching import format_mapping, match_classes
+from .class_matching import SidedTumours, format_mapping, match_classes
 from .metrics import dice, normalized_surface_dice
+from .sided import SplitCache
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -119,6 +120,14 @@ def _stats(values: List[float]) -> Dict[str, float]:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
 
 
+def _class_mask(labels: np.ndarray, ids, sided: Optional[SidedTumours], split: SplitCache) -> np.ndarray:
+    """Voxels of one scored class: any of `ids`, plus the union-hosted tumour components assigned to its side."""
+    mask = np.isin(labels, ids)
+    if sided is not None:
+        mask |= split.part_mask(sided.tumour_ids, sided.part_ids, sided.part_id)
+    return mask
+
+
 def _check_geometry(pred_file: Path, pimg, gt_file: Path, gimg) -> None:
     """ValueError unless both images share size, spacing, origin and direction."""
     diff = geometry_difference(pimg, gimg)
@@ -139,7 +148,8 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
     GT's from `gt_dataset_json` / next to the GT folder (see `gt_label_map`; without one the GT is
     taken to use the model's ids). `labels` ({name: id}) or `dataset_json` name both at once.
     Classes are matched by `class_matching.match_classes`; GT classes the model cannot predict are
-    listed under 'not_predicted', not scored. With annotated_classes.json next to the GT, a (case,
+    listed under 'not_predicted', not scored. Tumours hosted by a union organ are split between its
+    scored parts by location (`sided.split_by_part`). With annotated_classes.json next to the GT, a (case,
     class) pair the case does not annotate is skipped. Every GT case needs a prediction on the same
     grid (size, spacing, origin, direction). Returns {'per_case': [...], 'summary': {class: {'dsc':
     {mean, sd, n}, 'nsd': {...}}}, 'mean': ..., 'class_mapping': ..., ...}; NaN scores (both masks
@@ -186,11 +196,12 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
             log.warning("skipped case %s: %s", case, e)
             continue
         spacing = gimg.GetSpacing()[::-1]
+        p_split, g_split = SplitCache(p, spacing), SplitCache(g, spacing)
         for m in mapping.scored:
             if annotated is not None and case in annotated and m.gt_class not in annotated[case]:
                 skipped += 1
                 continue
-            pm, gm = np.isin(p, m.pred_ids), np.isin(g, m.gt_ids)
+            pm, gm = _class_mask(p, m.pred_ids, m.pred_sided, p_split), _class_mask(g, m.gt_ids, m.gt_sided, g_split)
             rows.append({"case": case, "class": m.gt_class, "dsc": dice(pm, gm),
                          "nsd": normalized_surface_dice(pm, gm, spacing, tolerance_mm),
                          "gt_voxels": int(gm.sum()), "pred_voxels": int(pm.sum())})

@@ -1,9 +1,13 @@
 """Overlap and surface metrics on binary masks (arrays in (z, y, x) order, spacing in mm).
 
-Empty masks, for both metrics (the convention of MONAI's `compute_dice` / `compute_surface_dice`):
-both masks empty -> NaN (nothing to score; left out of means and counts, see `evaluate._stats`);
-exactly one empty -> 0.0. `normalized_surface_dice` equals MONAI's `compute_surface_dice`
-(use_subvoxels=False) to within 1e-6; tests/test_evaluation_nsd.py pins this.
+Empty masks, for both metrics: both masks empty -> NaN (nothing to score; left out of means and
+counts, see `evaluate._stats`); exactly one empty -> 0.0. For DSC this is nnU-Net's convention
+(`nnunetv2.evaluation.evaluate_predictions.compute_metrics`: NaN when TP + FP + FN = 0, else
+2TP / (2TP + FP + FN), so an empty GT with a non-empty prediction scores 0), not MONAI's
+`compute_dice` (ignore_empty=True by default: an empty GT gives NaN whatever the prediction).
+For NSD it is MONAI's `compute_surface_dice` convention (both empty NaN, one empty 0).
+`dice` equals nnU-Net's Dice and `normalized_surface_dice` MONAI's `compute_surface_dice`
+(use_subvoxels=False) to within 1e-6 (tests/test_evaluation_sided.py and test_evaluation_nsd.py).
 """
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 named with the command that makes it), and sweep values no larger than the dataset."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -59,6 +60,35 @@ def phantom_specs() -> Dict[int, PhantomSpec]:
                                   tuple(float(v) for v in d.get("spacing", data["spacing"])),
                                   d.get("orientation", "LPS"), d.get("subtypes_as"), float(d.get("difficulty", 0.5)))
     return out
+
+
+#: files whose bytes shape a run; the image and label files count by name and size
+_DIGEST_FILES = ("dataset.json", "annotated_classes.json", "case_labels.csv")
+_DIGEST_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+
+
+def dataset_digest(dataset_id: int, scale_name: str) -> str:
+    """A digest of what a run sees of dataset `dataset_id`: at phantom scale the shipped phantom
+    spec; at both scales the bytes of dataset.json, annotated_classes.json and case_labels.csv and the
+    name and size of every file in imagesTr/labelsTr/imagesTs/labelsTs (sizes rather than bytes, so
+    that resuming a sweep over a large dataset does not read it all again). 'absent' parts when the
+    folder does not exist yet."""
+    h = hashlib.sha256()
+    if scale_name == "phantom" and dataset_id in phantom_specs():
+        h.update(json.dumps(asdict(phantom_specs()[dataset_id]), sort_keys=True).encode())
+    folder = find_raw_dataset(dataset_id)
+    if folder is None:
+        h.update(b"absent")
+        return h.hexdigest()[:16]
+    for name in _DIGEST_FILES:
+        f = folder / name
+        h.update(name.encode() + (f.read_bytes() if f.is_file() else b"absent"))
+    for sub in _DIGEST_FOLDERS:
+        d = folder / sub
+        if d.is_dir():
+            for f in sorted(d.iterdir()):
+                h.update(f"{sub}/{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
 
 
 def find_raw_dataset(dataset_id: int) -> Optional[Path]:

@@ -8,18 +8,16 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 
 from .. import paths
 from ..dataset.raw import atomic_write_json
-from .data import DatasetInfo
+from .data import DatasetInfo, dataset_digest
 from .protocol import Pretraining, Scale
 
 log = logging.getLogger(__name__)
@@ -59,10 +57,39 @@ class Context:
     scale: Scale
     datasets: Dict[int, DatasetInfo]
     device: str = "cpu"
+    seed: int = 0  # base seed: pre-trainings use it, trial k of every arm uses seed + k
+    digests: Dict[int, str] = field(default_factory=dict, repr=False)
 
     @property
     def cache(self) -> Path:
         return self.root / "pretrain"
+
+    @property
+    def mirroring(self) -> bool:
+        """Test-time mirroring of the runs' predictions (predict's default: on for CUDA only)."""
+        return self.device.startswith("cuda")
+
+    @property
+    def precision(self) -> str:
+        """What the networks compute in: nnU-Net's autocast (float16) on CUDA, float32 elsewhere."""
+        return "amp-float16" if self.device.startswith("cuda") else "float32"
+
+    def dataset_digest(self, dataset_id: int) -> str:
+        if dataset_id not in self.digests:
+            self.digests[dataset_id] = dataset_digest(dataset_id, self.scale_name)
+        return self.digests[dataset_id]
+
+    def pretrained_identity(self, source: str, num_cases: Optional[int] = None) -> str:
+        """What an arm's starting weights are: the sha256 recorded when a zoo model was imported,
+        or the cache key of our own pre-training (its dataset's digest, budget, caps, seed, device)."""
+        pre = self.scale.pretraining(source)
+        if pre.zoo is not None:
+            from ..zoo.store import read_index
+
+            index = read_index()
+            rec = index["checkpoints"].get(pre.zoo) or index["models"].get(pre.zoo) or {}
+            return f"zoo:{pre.zoo}:{rec.get('sha256', 'not imported')}"
+        return pretraining_key(self, pre, num_cases)
 
 
 @contextlib.contextmanager
@@ -78,14 +105,6 @@ def results_folder(folder: Path) -> Iterator[None]:
             os.environ.pop("nnUNet_results", None)
         else:
             os.environ["nnUNet_results"] = old
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _planning_caps(scale: Scale):
@@ -118,7 +137,8 @@ def pretraining_key(ctx: Context, pre: Pretraining, num_cases: Optional[int]) ->
     if n is not None and n >= ctx.datasets[pre.dataset].num_train:
         n = None  # all cases: the same run as the unrestricted one
     spec = {"dataset": pre.dataset, "num_cases": n, "budget": asdict(pre.budget), "caps": asdict(ctx.scale.caps),
-            "backbone": ctx.scale.backbone, "scale": ctx.scale_name}
+            "backbone": ctx.scale.backbone, "scale": ctx.scale_name, "seed": ctx.seed, "device": ctx.device,
+            "data": ctx.dataset_digest(pre.dataset)}
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
     return f"D{pre.dataset}_{'all' if n is None else n}_{digest}"
 
@@ -147,7 +167,6 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
     t = time.time()
     plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
                         num_processes=2, verify=False)
-    seed_everything(0)
     with results_folder(folder / "model"):
         from ..training.run import resolve_device
 
@@ -156,7 +175,7 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
         cases = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
         if n is not None and n < len(cases):
             trainer.train_cases = cases[:n]
-        model_dir = train(trainer, pre.budget.training_budget(), resume=False, role="pretrain",
+        model_dir = train(trainer, pre.budget.training_budget(), resume=False, seed=ctx.seed, role="pretrain",
                           pretrain_cases=len(trainer.train_cases or cases))
     info = {"checkpoint": str(model_dir / "checkpoint_final.pth"), "seconds": round(time.time() - t, 1),
             "cases": len(trainer.train_cases or cases), "dataset": info_ds.name}
@@ -180,14 +199,14 @@ def learning_curve(checkpoint: Path) -> List[Dict]:
             for i in range(len(ema))]
 
 
-def _predict(model: str, images: Path, out: Path, device: str) -> None:
+def _predict(model: str, images: Path, out: Path, device: str, mirror: bool) -> None:
     from ..inference.predict import predict, predict_with_release, resolve_model
 
     resolved = resolve_model(model)
     if isinstance(resolved, str):  # released checkpoint: the paper's direct-inference protocol
         predict_with_release(images, out, resolved, device)
     else:
-        predict(images, out, resolved, device)
+        predict(images, out, resolved, device, mirror)
 
 
 def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
@@ -206,10 +225,9 @@ def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
     if spec.init == "direct":
         model = weights
     else:
-        seed_everything(spec.seed)
         with results_folder(folder / "model"):
             model_dir = finetune(target.name, weights, CONFIGURATION, from_scratch=spec.init == "scratch",
-                                 num_train_cases=spec.num_train, seed=spec.seed,
+                                 num_train_cases=spec.num_train, seed=ctx.seed + spec.seed,
                                  budget=ctx.scale.budget.training_budget(), device=resolve_device(ctx.device),
                                  num_processes=2, resume=False, verify=False, max_patch=ctx.scale.caps.max_patch)
         model = str(model_dir)
@@ -219,7 +237,7 @@ def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
     train_s = time.time() - t
     pred = folder / "predictions"
     shutil.rmtree(pred, ignore_errors=True)
-    _predict(model, raw / "imagesTs", pred, device)
+    _predict(model, raw / "imagesTs", pred, device, ctx.mirroring)
     result = evaluate_folders(pred, raw / "labelsTs", folder / "evaluation")
     rows = [{"case": r["case"], "class": r["class"], "dsc": r["dsc"], "nsd": r["nsd"]} for r in result["per_case"]]
     return {"rows": rows, "curve": curve, "train_seconds": round(train_s, 1),

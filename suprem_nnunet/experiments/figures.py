@@ -39,8 +39,9 @@ def sweep_plot(series: Mapping[str, Sequence[Tuple[float, float, float]]], path:
 
 
 def curve_plot(curves: Mapping[str, List[Tuple[List[float], List[float]]]], path: Path, target: Optional[float],
-               title: str) -> None:
-    """Validation DSC against training seconds, one line per (arm, trial); dashed line at the target."""
+               title: str, xlabel: str = "training time (s)", ylabel: str = "validation pseudo-DSC (EMA)") -> None:
+    """Validation DSC against training seconds (or `xlabel`'s unit), one line per (arm, trial); dashed
+    line at the target."""
     with default_style():
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -51,8 +52,8 @@ def curve_plot(curves: Mapping[str, List[Tuple[List[float], List[float]]]], path
                 ax.plot(xs, ys, color=colors[arm], alpha=0.8, label=arm if j == 0 else None)
         if target is not None:
             ax.axhline(target, color="grey", ls="--", label="scratch final (target)")
-        ax.set_xlabel("training time (s)")
-        ax.set_ylabel("validation pseudo-DSC (EMA)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -93,11 +93,14 @@ class Arm:
 @dataclass(frozen=True)
 class Target:
     """A target dataset by nnU-Net id; `convert` is the `suprem_convert` source that makes it at full
-    scale (with `options`, e.g. '--groups muscles'), used in the missing-data message."""
+    scale (with `options`, e.g. '--groups muscles'), used in the missing-data message.
+    `published_iid` (design ood, optional): published DSC of a model trained on this dataset, per
+    class name or 'mean', which table3 tests the per-case OOD DSC against (the paper's test)."""
 
     dataset: int
     convert: Optional[str] = None
     options: str = ""
+    published_iid: Tuple[Tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,8 +280,14 @@ def protocol_from_dict(data: Mapping[str, Any], file: str = "<protocol>") -> Pro
         for i, td in enumerate(sd["targets"]):
             tf = f"{f}.targets[{i}]"
             td = obj(Target, td, tf)
+            pub = td.get("published_iid", {})
+            if not isinstance(pub, Mapping) or any(
+                    not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1 for v in pub.values()):
+                fail(f"{tf}.published_iid", f"expected {{class or 'mean': DSC in [0, 1]}}, got {pub!r}")
+            if pub and design != "ood":
+                fail(f"{tf}.published_iid", f"belongs to design ood, not {design}")
             targets.append(Target(integer(need(td, "dataset", tf), f"{tf}.dataset"), td.get("convert"),
-                                  str(td.get("options", ""))))
+                                  str(td.get("options", "")), tuple((str(k), float(v)) for k, v in pub.items())))
         sweep = sd.get("sweep", [])
         if not isinstance(sweep, list):
             fail(f"{f}.sweep", "expected a list of integers (or \"all\")")

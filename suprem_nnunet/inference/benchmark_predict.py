@@ -98,7 +98,7 @@ def benchmark_model(num_classes: int = 32, patch: int = 64, unet_features: int =
     return band_model(names, spacing=(1.5, 1.5, 1.5), patch=(patch,) * 3, unet_features=unet_features)
 
 
-def nnunet_predictor(model, mirror: bool, step: float):
+def nnunet_predictor(model, mirror: bool, step: float, device: torch.device = torch.device("cpu")):
     from contextlib import redirect_stdout
     from io import StringIO
 
@@ -108,10 +108,10 @@ def nnunet_predictor(model, mirror: bool, step: float):
     from .predict import build_network
 
     with redirect_stdout(StringIO()):
-        p = nnUNetPredictor(tile_step_size=step, use_mirroring=mirror, device=torch.device("cpu"), allow_tqdm=False)
+        p = nnUNetPredictor(tile_step_size=step, use_mirroring=mirror, device=device, allow_tqdm=False)
     pm = PlansManager(model.plans)
-    p.manual_initialization(build_network(model), pm, pm.get_configuration(model.configuration), [model.state_dict],
-                            model.dataset_json, model.trainer_name, model.mirror_axes)
+    p.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
+                            [model.state_dict], model.dataset_json, model.trainer_name, model.mirror_axes)
     return p
 
 
@@ -128,31 +128,35 @@ def run_nnunet(p, image: Path) -> np.ndarray:
 
 def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[bool], step: float = 0.5,
                   patch: int = 64, unet_features: int = 8, bf16: Optional[bool] = False,
-                  warmup: bool = True, repeat: int = 1) -> List[Dict]:
+                  warmup: bool = True, repeat: int = 1, device: str = "cpu",
+                  warmup_image: Optional[Path] = None) -> List[Dict]:
     """cases: (name, image, also run nnU-Net). One row per case and mirroring setting. `bf16`: ours runs
     the network in bfloat16 (None: where the CPU has native bf16). `warmup`: both sides first predict the
     smallest case once, untimed, so that neither side's first timed case pays the process's one-time
     costs (as in a folder, where the model is loaded once). `repeat`: each case is predicted that many
     times by each side, alternating; times are medians (`time_ratio_range`: the per-pair ratios), peak
-    memory the largest."""
+    memory the largest. `device`: where both sides run the network (nnU-Net's predictor keeps its
+    defaults there, e.g. everything on the device for CUDA); `warmup_image`: the image of the warm-up
+    (default: the smallest case)."""
     from .predict import make_predictor
 
     model = benchmark_model(patch=patch, unet_features=unet_features)
+    dev = torch.device(device)
     if warmup and cases:  # one-time costs (lazy imports, oneDNN kernel generation) before anything is timed
-        small = min(cases, key=lambda c: c[1].stat().st_size)[1]
-        w = make_predictor(model, torch.device("cpu"), mirror=False, step_size=step, bf16=bf16)
+        small = warmup_image or min(cases, key=lambda c: c[1].stat().st_size)[1]
+        w = make_predictor(model, dev, mirror=False, step_size=step, bf16=bf16)
         w.allow_tqdm = False
         w.predict_case([str(small)])
-        run_nnunet(nnunet_predictor(model, False, step), small)
+        run_nnunet(nnunet_predictor(model, False, step, dev), small)
         del w
     rows = []
     for mirror in mirrors:
-        ours = make_predictor(model, torch.device("cpu"), mirror=mirror, step_size=step, bf16=bf16)
+        ours = make_predictor(model, dev, mirror=mirror, step_size=step, bf16=bf16)
         ours.allow_tqdm = False
-        ref = nnunet_predictor(model, mirror, step)
+        ref = nnunet_predictor(model, mirror, step, dev)
         for name, image, with_nnunet in cases:
-            row = {"benchmark": "predict", "case": name, "mirroring": mirror, "step": step, "classes": 32,
-                   "torch_threads": torch.get_num_threads(), "ours_bf16": ours.bf16, "repeats": repeat}
+            row = {"benchmark": "predict", "case": name, "device": device, "mirroring": mirror, "step": step,
+                   "classes": 32, "torch_threads": torch.get_num_threads(), "ours_bf16": ours.bf16, "repeats": repeat}
             ours_runs, ref_runs = [], []
             for _ in range(repeat):  # alternating, so that slow phases of a shared machine hit both sides
                 seg, sec, growth = measure(lambda: ours.predict_case([str(image)]).segmentation)

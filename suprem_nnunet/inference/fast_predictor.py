@@ -15,7 +15,8 @@ Gaussian blending, mirroring and AMP on CUDA. It changes these things, each behi
 * `body_crop`: a sliding window that holds no voxel of the body (the largest component above
   -500 HU, holes filled slice by slice along each axis so that lungs and bowel gas count as body,
   found on every 4th voxel and grown by one) is not run: its voxels get only the other windows'
-  predictions, background where no window covers them;
+  predictions, background where no window covers them; off where the plan's intensity clip floor
+  is at or above fat (-100 HU), which would make fat look like air;
 * `fast_window`: the window's predictions are accumulated in float32 (nnU-Net accumulates in
   float16, which the CPU converts per element: about a tenth of a CPU run's time);
 * `onednn_conv`: on CPU, plain convolutions run oneDNN's kernels even where PyTorch's heuristic
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 #: a voxel above this many HU belongs to the body (air is about -1000, fat about -100)
 BODY_HU = -500.0
+#: fat is about -100 HU: a normalisation that clips at or above this floor gives fat and air one value,
+#: so no body can be told from air and every window is run
+FAT_HU = -100.0
 #: background logit written outside the body box (others 0): probability of background > 0.9999
 BACKGROUND_LOGIT = 10.0
 
@@ -100,6 +104,9 @@ class SupremPredictor(nnUNetPredictor):
         #: label ids the label map keeps (None: all); the export covers only their region (`roi_box`)
         self.roi_labels: Optional[List[int]] = None
         self._body: Optional[np.ndarray] = None  # body mask of the (padded) image in the sliding window
+        #: (left-right axis, channel permutation): a prediction mirrored along that axis has its left/right
+        #: channels swapped before it is averaged (training/sided.py); None: nnU-Net's plain average
+        self.mirror_swap: Optional[Tuple[int, List[int]]] = None
         self.windows_run = self.windows_skipped = 0
 
     def manual_initialization(self, network, plans_manager, configuration_manager, parameters, dataset_json,
@@ -134,9 +141,17 @@ class SupremPredictor(nnUNetPredictor):
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         if not self.bf16:
-            return super()._internal_maybe_mirror_and_predict(x)
+            return self._mirror_and_predict(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return super()._internal_maybe_mirror_and_predict(x)
+            return self._mirror_and_predict(x)
+
+    def _mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        """nnU-Net's mirrored average, or with `mirror_swap` the one that swaps left/right channels."""
+        if self.use_mirroring and self.mirror_swap is not None and self.allowed_mirroring_axes:
+            from ..training.sided import mirrored_average
+
+            return mirrored_average(self.network, x, self.allowed_mirroring_axes, self.mirror_swap)
+        return super()._internal_maybe_mirror_and_predict(x)
 
     @torch.inference_mode()
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
@@ -173,16 +188,23 @@ class SupremPredictor(nnUNetPredictor):
 
     # ---------------------------------------------------------------- body crop
     def body_threshold(self) -> Optional[float]:
-        """BODY_HU in the units of the preprocessed image, or None when the normalisation is not CT's."""
+        """BODY_HU in the units of the preprocessed image, or None (no body crop) when the normalisation is
+        not CT's or its clip floor is at or above FAT_HU (e.g. a plan whose labelled voxels span 27-133 HU
+        clips fat to the floor: a body above the floor would be the soft-tissue organs only, and the
+        windows of an organ apart from the largest one would be skipped)."""
         scheme = self.configuration_manager.normalization_schemes[0]
         cfg = self.configuration_manager.configuration
         if cfg.get("resampling_fn_data") == RESAMPLE_THEN_WINDOW:  # preset: window, then scale
             kw = cfg.get("resampling_fn_data_kwargs", {})
             lo, hi = kw.get("window", (-175.0, 250.0))
             s0, s1 = kw.get("scale_to", (0.0, 1.0))
+            if lo >= FAT_HU:
+                return None
             return (min(max(BODY_HU, lo), hi) - lo) / (hi - lo) * (s1 - s0) + s0
         if scheme == "CTNormalization":
             p = self.plans_manager.foreground_intensity_properties_per_channel["0"]
+            if p["percentile_00_5"] >= FAT_HU:
+                return None
             v = min(max(BODY_HU, p["percentile_00_5"]), p["percentile_99_5"])
             return (v - p["mean"]) / max(p["std"], 1e-8)
         if scheme == "NoNormalization":

@@ -105,11 +105,12 @@ def list_inputs(inp: Union[str, Path], num_channels: int = 1) -> Dict[str, List[
 
 def check_readable(files: Sequence[str]) -> None:
     """Raise ValueError naming the first file that is not a whole 3D scalar image (missing, empty,
-    truncated, corrupt, a header claiming too many voxels, 2D, 4D) or holds NaN / Inf voxels."""
+    truncated, corrupt, a header claiming too many voxels, 2D, 4D, one voxel thick along an axis) or holds
+    NaN / Inf voxels."""
     from ..dataset.image_checks import check_image_file
 
     for f in files:
-        check_image_file(f, "image", finite=True)
+        check_image_file(f, "image", finite=True, volume=True)
 
 
 def split_bad_cases(cases: Dict[str, List[str]], skip_bad: bool) -> Dict[str, str]:
@@ -174,6 +175,7 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
     from contextlib import redirect_stdout
 
     from ..preprocessing.plans_manager import SupremPlansManager as PlansManager  # resolves a preset's RAS reader
+    from ..training.sided import model_prediction_swap
     from .fast_predictor import SupremPredictor
 
     use_mirror, axes = mirroring(False if fast else mirror, device.type, model.mirror_axes)
@@ -187,6 +189,7 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
                                     bf16=(bf16 if fast_data_path else False) if device.type == "cpu" else False)
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
+    predictor.mirror_swap = model_prediction_swap(model, axes) if use_mirror else None  # left/right pairs
     return predictor
 
 
@@ -226,7 +229,7 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
             per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
             statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
             series_uid: Optional[str] = None, fast_data_path: bool = True, skip_bad: bool = False,
-            bf16: bool = False) -> List[Path]:
+            bf16: bool = False, output_type: str = "nifti") -> List[Path]:
     """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written label maps.
 
     Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU. `roi_subset`: only
@@ -236,10 +239,14 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     mask includes the tumours it hosts), `<case>_statistics.json/.csv`, `<case>_preview.png`,
     `<case>.npz` probabilities (format in `inference.outputs`). `classes.json`/`.csv` give the ids.
     `bf16`: on CPU, the network in bfloat16 (faster on CPUs with native bf16; labels may differ at
-    class borders).
+    class borders). `output_type`: "nifti", "dicom-seg" (`<case>.dcm`, DICOM series input only; see
+    `inference.dicom_seg`) or "both".
     """
     from tqdm import tqdm
 
+    from .dicom_seg import case_outputs, seg_source
+
+    seg_src = seg_source(inputs, output_type)
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
     names = label_names(m.dataset_json)
     roi = validate_roi(roi_subset, names, str(m.path))
@@ -268,7 +275,8 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
                 write_probabilities(out / f"{c}.npz", res.probabilities, ["background", *names],
                                     list(range(len(names) + 1)), res.probability_geometry,
                                     _read_image(cases[c][0]))
-            written.append(finish_case(c, seg_tmp, cases[c][0], kept, out, opts, ending))
+            final = finish_case(c, seg_tmp, cases[c][0], kept, out, opts, ending)
+            written.extend(case_outputs(final, seg_src, series_uid, kept, output_type, str(m.path)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_class_table(out, kept)
@@ -307,7 +315,8 @@ def finish_case(case: str, seg_tmp: Path, image_file: str, class_ids: Mapping[st
 
 def mirroring(requested: Optional[bool], device_type: str, allowed_axes: Optional[Sequence[int]]):
     """(use mirroring, axes) for test-time mirroring: default on for CUDA, off otherwise; the model's
-    stored axes are passed unchanged, and a model trained without mirroring (no axes) never mirrors."""
+    stored axes are passed unchanged (a model whose plans omit the left-right axis stored none for
+    it), and a model trained without mirroring (no axes) never mirrors."""
     use = (device_type == "cuda") if requested is None else bool(requested)
     axes = tuple(int(a) for a in allowed_axes) if allowed_axes else None
     if use and axes is None:
@@ -347,7 +356,8 @@ def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:
 def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path], name: str, device: str = "cpu",
                          per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
                          statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
-                         series_uid: Optional[str] = None, skip_bad: bool = False) -> List[Path]:
+                         series_uid: Optional[str] = None, skip_bad: bool = False,
+                         output_type: str = "nifti") -> List[Path]:
     """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case.
 
     Same outputs and options as `predict`; `fast` lowers the window overlap from the protocol's 0.75
@@ -355,7 +365,9 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
     from tqdm import tqdm
 
     from ..zoo import load_released, predict_released
+    from .dicom_seg import case_outputs, seg_source
 
+    seg_src = seg_source(inputs, output_type)
     if save_probabilities:
         raise ValueError(f"{name}: --save-probabilities is not available for released checkpoints")
     out = Path(output_dir)
@@ -380,7 +392,8 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
             sidecar = tmp / f"{case}.json"
             if sidecar.is_file():
                 os.replace(sidecar, out / f"{case}.json")
-            written.append(finish_case(case, f, cases[case][0], kept, out, opts))
+            final = finish_case(case, f, cases[case][0], kept, out, opts)
+            written.extend(case_outputs(final, seg_src, series_uid, kept, output_type, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if kept:

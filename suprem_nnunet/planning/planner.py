@@ -4,7 +4,8 @@
 the plans name (one plans file per backbone), optional CPU caps (patch size, network width,
 batch size), the number of GPUs (the memory model and the batch size are per GPU; the plans'
 `batch_size` is the global batch nnU-Net splits over the DDP ranks) and a `suprem` block in the
-plans that records the backbone, the caps and the GPUs.
+plans that records the backbone, the caps, the GPUs and how mirroring treats the patient's
+left-right axis for the dataset's left/right classes (mirroring.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 from .. import paths
 from ..dataset.raw import copy_annotated_classes
 from ..networks.registry import get_backbone
+from .mirroring import DEFAULT_POLICY, check_policy, mirroring_for_dataset
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class SupremPlannerMixin:
     preset: Optional[dict] = None  # a SuPreM-recipe preset (plans/*.json) fixes spacing, patch, intensity
     arch_override: Optional[dict] = None  # arch kwargs of given weights (e.g. a release's width)
     num_gpus: int = 1  # DDP processes the plans are for: global batch = per-GPU batch x num_gpus
+    left_right_mirroring: str = DEFAULT_POLICY  # see mirroring.py: swap | omit | nnunet
 
     def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
@@ -181,6 +184,8 @@ class SupremPlannerMixin:
             plans["image_reader_writer"] = preset_reader(self.preset)
         plans["suprem"] = {"backbone": self.backbone, "caps": {k: v for k, v in asdict(self.caps).items()},
                            "preset": (self.preset or {}).get("name"), "num_gpus": self.num_gpus}
+        plans["suprem"]["mirroring"] = mirroring_for_dataset(Path(self.raw_dataset_folder), self.dataset_json, plans,
+                                                             self.left_right_mirroring).to_dict()
         if self.preset is not None:
             plans["suprem"]["recipe"] = {k: self.preset[k] for k in ("orientation", "transpose_forward", "spacing",
                                                                        "intensity", "patch_size", "sliding_window")
@@ -257,9 +262,10 @@ def plans_for_num_gpus(plans: dict, num_gpus: int) -> dict:
 
 
 def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
-                  preset: Optional[dict] = None, arch_kwargs: Optional[dict] = None, num_gpus: int = 1) -> Type:
+                  preset: Optional[dict] = None, arch_kwargs: Optional[dict] = None, num_gpus: int = 1,
+                  left_right_mirroring: str = DEFAULT_POLICY) -> Type:
     """A planner class for `backbone` with `caps` (and optionally a preset), for `num_gpus` DDP
-    processes, for nnunetv2's planning API."""
+    processes and a left-right mirroring policy (mirroring.py), for nnunetv2's planning API."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import \
         nnUNetPlannerResEncM
@@ -271,7 +277,8 @@ def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
         raise ValueError(f"backbone {b.name!r} takes its architecture from the fingerprint, not from arch kwargs")
     with_num_gpus({"batch_size": 1}, num_gpus)  # validates
     return type(name, (SupremPlannerMixin, base), {"backbone": b.name, "caps": caps, "preset": preset,
-                                                   "arch_override": arch_kwargs, "num_gpus": int(num_gpus)})
+                                                   "arch_override": arch_kwargs, "num_gpus": int(num_gpus),
+                                                   "left_right_mirroring": check_policy(left_right_mirroring)})
 
 
 def drop_unreadable_fingerprint(path: Path) -> None:
@@ -289,7 +296,8 @@ def drop_unreadable_fingerprint(path: Path) -> None:
 def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: Sequence[str] = ("3d_fullres",),
                         caps: PlanningCaps = PlanningCaps(), num_processes: int = 2,
                         gpu_memory_gb: float = 24.0, verify: bool = True, preset: Optional[str] = None,
-                        arch_kwargs: Optional[dict] = None, clean: bool = False, num_gpus: int = 1) -> dict:
+                        arch_kwargs: Optional[dict] = None, clean: bool = False, num_gpus: int = 1,
+                        left_right_mirroring: str = DEFAULT_POLICY) -> dict:
     """Fingerprint `dataset` (full name), plan for `backbone` and preprocess `configurations`.
 
     `num_gpus` > 1 plans for DDP on that many GPUs: the memory model (and `gpu_memory_gb`) stays per
@@ -298,6 +306,8 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     `preset='suprem'` takes spacing, patch and intensity handling from the backbone's SuPreM-recipe
     preset in `plans/` (the preprocessing of the released checkpoints) instead of the fingerprint.
     An existing fingerprint is reused (planning another backbone needs no new one) unless `clean`.
+    `left_right_mirroring` (swap | omit | nnunet) is how mirroring treats the patient's left-right axis
+    when the classes hold left/right pairs; the decision is recorded in plans["suprem"]["mirroring"].
 
     Returns the plans dict. Needs the nnU-Net folder env vars (see `paths.setup_environment`).
     """
@@ -325,7 +335,7 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
         recipe = load_preset(backbone)
         spacing = tuple(float(v) for v in recipe["spacing"])
     plans, identifier = plan_experiment_dataset(dataset_id, planner_class(backbone, caps, recipe, arch_kwargs,
-                                                                          num_gpus),
+                                                                          num_gpus, left_right_mirroring),
                                                 gpu_memory_target_in_gb=gpu_memory_gb,
                                                 overwrite_target_spacing=spacing,
                                                 overwrite_plans_name=plans_name_for(backbone, preset))

@@ -349,7 +349,10 @@ def resample_seg_like_nnunet(data: Union[torch.Tensor, np.ndarray], new_shape: S
         for i, label in enumerate(labels):
             box = boxes[int(label) + shift - 1]
             grown = [slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, arr.shape[1:])]
-            in_box, out_box, sub = sub_operators(mats, grown)
+            reach = sub_operators(mats, grown)
+            if reach is None:  # the label's voxels reach no output voxel (a tiny label, strong downsampling)
+                continue
+            in_box, out_box, sub = reach
             indicator = (channel[(slice(None), *in_box)] == int(label))
             out_shape = tuple(b.stop - b.start for b in out_box)
             for rows, part in iter_resampled_chunks(indicator, sub, sep,

@@ -3,12 +3,19 @@
 Per (case, class):
 
     importance = mean of the available components among
-                 uncertainty, inconsistency, max(implausibility, volume)
+                 uncertainty, absence, inconsistency, max(implausibility, volume)
 
 ("available": not NaN; inconsistency is NaN with one pass, volume with fewer than 3 cases). Every
-component lies in [0, 1], so the importance does too. Per case: the mean of its classes'
-importance (it follows 1 − mean DSC, the error it is meant to predict); `importance_max`, the
-largest class importance, is stored too.
+component lies in [0, 1], so the importance does too. Absence is a component of its own, not a
+term of the max beside volume, so that a missed organ (uncertainty 1, absence 1, volume 1) stays
+above a faint one (uncertainty 1, absence < 1, volume 1) whether or not the volume is defined;
+for a class that is predicted at all (absence 0) it scales every importance of a run alike and
+leaves their order as it is. Expected error order of the four ways an organ comes out, which the
+tests check: missed > faint (p̄ rises but stays below ½: empty label) > hesitant (labelled, p̄
+just above ½) > good.
+
+Per case: the mean of its classes' importance (it follows 1 − mean DSC, the error it is meant to
+predict); `importance_max`, the largest class importance, is stored too.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from typing import Dict, Mapping
 #: component -> the stored keys it is made of (max over them)
 COMPONENTS: Dict[str, tuple] = {
     "uncertainty": ("uncertainty",),
+    "absence": ("absence",),
     "inconsistency": ("inconsistency",),
     "implausibility": ("implausibility", "volume"),
 }

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..inference.outputs import read_probabilities
-from ..labels import canonical
+from ..labels import canonical, canonical_labels
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -76,6 +76,8 @@ def list_sets(folders: Sequence[PathLike]) -> Dict[str, List[Path]]:
 
 
 def _names(data: Dict[str, np.ndarray], path: Path) -> List[str]:
+    if "class_names" not in data or "probabilities" not in data:
+        raise ValueError(f"{path}: not a probability file (needs probabilities and class_names)")
     names = [str(n) for n in data["class_names"]]
     if not names or names[0].lower() != "background" or data["probabilities"].shape[0] != len(names):
         raise ValueError(f"{path}: expected class_names to start with 'background' and match the "
@@ -113,22 +115,71 @@ def _resample(probs: np.ndarray, src: Dict[str, np.ndarray], ref: Dict[str, np.n
     return out
 
 
+def _channels(f: Path) -> int:
+    """The number of probability channels, from the `.npy` header inside the `.npz` (no decompression
+    of the array)."""
+    import zipfile
+
+    with zipfile.ZipFile(f) as zf, zf.open("probabilities.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        shape = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                 else np.lib.format.read_array_header_2_0(fh))[0]
+    if len(shape) != 4:
+        raise ValueError(f"{f}: probabilities have shape {shape}, expected (classes, z, y, x)")
+    return int(shape[0])
+
+
+def file_classes(f: PathLike) -> List[str]:
+    """The canonical foreground class names of one probability file, checked against its channels:
+    ValueError (one line naming the file) for a file that is not a probability file, has no (or
+    unreadable) class names, names that do not start with 'background', a name count that is not the
+    channel count, no foreground class, or two names of one class."""
+    import zipfile
+
+    f = Path(f)
+    if not zipfile.is_zipfile(f):
+        raise ValueError(f"{f}: not a readable probability file (not an .npz archive)")
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            if "probabilities" not in z.files:
+                raise ValueError(f"{f}: not a probability file (no 'probabilities' array; write it with "
+                                 "suprem_predict --save-probabilities)")
+            if "class_names" not in z.files:
+                raise ValueError(f"{f}: probabilities without class names (no 'class_names' array; write it "
+                                 "with suprem_predict --save-probabilities)")
+            raw = z["class_names"]
+        channels = _channels(f)
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise ValueError(f"{f}: not a readable probability file ({type(e).__name__}: {e})") from None
+    except ValueError as e:
+        if str(e).startswith(str(f)):
+            raise
+        raise ValueError(f"{f}: class_names cannot be read as text ({e})") from None
+    if raw.dtype.kind not in "US" or raw.ndim != 1:
+        raise ValueError(f"{f}: class_names must be a list of names, got a {raw.dtype} array of shape {raw.shape}")
+    names = [str(n) for n in raw]
+    if not names or names[0].lower() != "background":
+        raise ValueError(f"{f}: expected class_names to start with 'background', got "
+                         f"{', '.join(names[:4]) or 'none'}")
+    if len(names) != channels:
+        raise ValueError(f"{f}: {len(names)} class_names for {channels} probability channels")
+    if len(names) < 2:
+        raise ValueError(f"{f}: no foreground class (class_names holds only 'background')")
+    try:
+        return canonical_labels(names[1:])
+    except ValueError as e:
+        raise ValueError(f"{f}: {e}") from None
+
+
 def check_classes(sets: Dict[str, List[Path]]) -> None:
-    """ValueError (one line, both files) for the first case whose sets name different classes; reads
-    only the class names, so a whole run can be refused before anything is written."""
+    """ValueError (one line naming the file) for the first file whose class names are missing or
+    broken (`file_classes`) and for the first case whose sets name different classes (both files);
+    reads only the names and the array header, so a whole run can be refused before anything is
+    written."""
     for case, files in sets.items():
         ref = None
         for f in files:
-            with np.load(f, allow_pickle=False) as z:
-                if "class_names" not in z.files or "probabilities" not in z.files:
-                    raise ValueError(f"{f}: not a probability file (needs probabilities and class_names)")
-                names = [str(n) for n in z["class_names"]]
-            if not names or names[0].lower() != "background":
-                raise ValueError(f"{f}: expected class_names to start with 'background'")
-            try:
-                canon = [canonical(n) for n in names[1:]]
-            except ValueError as e:
-                raise ValueError(f"{f}: {e}") from None
+            canon = file_classes(f)
             if ref is None:
                 ref = (f, canon)
             elif sorted(canon) != sorted(ref[1]):

@@ -5,22 +5,36 @@ name is its *component* in [0, 1] (higher = look here first), the other keys are
 the queue. Scorers do not know each other, the combination (`importance`) or the queue. Cohort
 scorers (`VolumeScorer`) see every case's stored values instead of one case's passes.
 
+An *expected* class is one the model should find in every case: every class of the probability
+file's label space except lesions (`is_lesion`: the table's tumour group, or a novel name that says
+tumour / lesion / cyst / nodule / cancer / metastasis), whose absence is the normal finding. A
+missed organ is the error the review exists to catch, so each scorer states what it gives a class
+predicted empty (no voxel with p̄ > ½) or nearly empty:
+
 * uncertainty   ΣH(p̄) / (Σ[p̄ > ½] + ΣH(p̄)), sums over the voxels inside and around the predicted
                 organ (p̄ > 0.05): binary entropy (bits) of the class's mean probability p̄ per voxel
                 confidently predicted. A confident organ has entropy only in its boundary shell
-                (small value); a faint, hesitant or missing organ has entropy and few confident
-                voxels (value near 1).
+                (small value); a faint or hesitant organ has entropy and few confident voxels (value
+                near 1). Empty: 1 (no confident voxel); also when no voxel has p̄ > 0.05: an
+                expected class predicted nowhere is a miss, not a confident prediction (a lesion
+                class predicted nowhere: 0, a confident "no lesion").
+* absence       for an expected class, 1 − min(1, 2·peak), peak = the largest p̄ of the class in the
+                case: 1 when the model gives the class no probability anywhere (missed), about 0.3
+                for a faint organ peaking at 0.35, 0 once any voxel reaches ½. 0 for lesions.
 * inconsistency 1 − mean pairwise DSC of the class's argmax masks between passes (two empty masks
                 agree); `voxel_sd` = mean standard deviation of p over passes inside the union
-                of the masks. NaN with one pass.
+                of the masks. NaN with one pass. Empty in every pass: 0 (a consistent miss is found
+                by absence, uncertainty and volume); empty in some passes only: high.
 * implausibility max(overlap, fragmentation, wrong_side):
                 overlap = share of the class's voxels (p̄ > 0.3) that another class also claims
                 (p̄ > 0.3); fragmentation = 1 − largest 26-connected component / all voxels of the
                 argmax mask; wrong_side = 1 when a `_left` class's centroid lies to the patient's
-                right of its `_right` partner's (physical LPS x), else 0.
+                right of its `_right` partner's (physical LPS x), else 0. Empty: 0 (no shape to
+                judge; wrong_side needs both partners).
 * volume        (cohort) min(1, |ln((v + ε) / median)| / ln 3), v the predicted volume in ml, the
                 median over the scored cases of that class, ε = 1 % of it: an organ three times
-                or a third of the usual size, or missing, scores 1. NaN with fewer than 3 cases.
+                or a third of the usual size, or missing, scores 1. NaN with fewer than 3 cases or
+                a median of 0 (then absence and uncertainty still put a missed organ first).
 """
 from __future__ import annotations
 
@@ -30,11 +44,23 @@ from typing import Dict, List, Mapping
 import numpy as np
 from scipy import ndimage
 
+from ..labels import BY_NAME
 from .probabilities import CasePasses
 
 Scores = Dict[str, Dict[str, float]]  # class -> {key: value}
 CLAIM = 0.3  # probability above which a class claims a voxel (overlap)
 REGION = 0.05  # probability above which a voxel is inside or around the class (uncertainty)
+CONFIDENT = 0.5  # probability above which a voxel is predicted as the class
+LESION_WORDS = ("tumor", "tumour", "lesion", "cyst", "nodule", "cancer", "metasta")
+
+
+def is_lesion(name: str) -> bool:
+    """Whether a (canonical) class is a lesion, whose absence from a case is normal: the label table's
+    tumour group; for a name outside the table, whether it contains a lesion word."""
+    c = BY_NAME.get(name)
+    if c is not None:
+        return c.group == "tumor"
+    return any(w in name for w in LESION_WORDS)
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -57,8 +83,26 @@ class UncertaintyScorer:
             p = case.mean(i + 1)
             region = p > REGION
             h = float(binary_entropy(p[region]).sum())
-            confident = float((p > 0.5).sum())
-            out[c] = {self.name: h / (confident + h) if confident + h > 0 else 0.0}
+            confident = float((p > CONFIDENT).sum())
+            if confident > 0 or h > 0:
+                value = h / (confident + h)  # 1 with entropy and no confident voxel (faint)
+            else:  # predicted nowhere: a missed organ, or a lesion confidently absent
+                value = 0.0 if is_lesion(c) else 1.0
+            out[c] = {self.name: value}
+        return out
+
+
+class AbsenceScorer:
+    """How completely an expected class is missing: 1 − min(1, 2·peak p̄); 0 for lesions."""
+
+    name = "absence"
+
+    def score(self, case: CasePasses) -> Scores:
+        out = {}
+        for i, c in enumerate(case.class_names):
+            peak = float(case.mean(i + 1).max()) if case.passes.size else 0.0
+            value = 0.0 if is_lesion(c) else 1.0 - min(1.0, peak / CONFIDENT)
+            out[c] = {self.name: value, "peak_probability": peak}
         return out
 
 
@@ -140,7 +184,7 @@ class VolumeScorer:
         return out
 
 
-CASE_SCORERS: List = [UncertaintyScorer(), InconsistencyScorer(), ImplausibilityScorer()]
+CASE_SCORERS: List = [UncertaintyScorer(), AbsenceScorer(), InconsistencyScorer(), ImplausibilityScorer()]
 COHORT_SCORERS: List = [VolumeScorer()]
 
 

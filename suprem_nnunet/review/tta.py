@@ -5,13 +5,16 @@ once, the network runs (no mirroring) on the data as is and flipped along each o
 mirror axes, each result is flipped back, and every pass is written as its own probability file
 `<out>/<pass>/<case>.npz` (`identity`, `flip_0`, `flip_1`, ...), all on the one network grid. A
 model trained without mirroring still gets the flips of all three axes: what differs between them
-is exactly what the model has not learned to be invariant to.
+is exactly what the model has not learned to be invariant to. Left/right classes follow the
+model's plans (planning/mirroring.py): under `omit` the left-right axis is not among the default
+axes; a pass flipped along the left-right axis (`swap`, or that axis asked for explicitly) has the
+left/right partners' channels swapped after it is flipped back, so that it names the same organs.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -32,7 +35,13 @@ def tta_passes(model: Union[PathLike, object], images: PathLike, out_dir: PathLi
     cases = list_inputs(images, len(m.dataset_json["channel_names"]))
     check_readable([f for fl in cases.values() for f in fl])
     predictor = make_predictor(m, torch.device(device), mirror=False)
-    axes = tuple(axes) if axes is not None else (tuple(m.mirror_axes) if m.mirror_axes else (0, 1, 2))
+    plan = m.mirroring
+    if axes is not None:
+        axes = tuple(int(a) for a in axes)
+    else:
+        axes = tuple(m.mirror_axes) if m.mirror_axes else (0, 1, 2)
+        axes = plan.mirror_axes(axes, 3) if plan is not None else axes
+    swap = _lr_swap(plan, len(names) + 1)
     out = Path(out_dir)
     folders = [out / "identity"] + [out / f"flip_{a}" for a in axes]
     for f in folders:
@@ -48,9 +57,19 @@ def tta_passes(model: Union[PathLike, object], images: PathLike, out_dir: PathLi
             logits = predictor.predict_logits_from_preprocessed_data(xi).cpu()
             if axis is not None:
                 logits = torch.flip(logits, (axis + 1,))
+                if swap is not None and axis == swap[0]:
+                    logits = logits[swap[1]]
             probs, geo = predictor.network_grid_probabilities(logits, props)
             write_probabilities(folder / f"{case}.npz", probs, ["background", *names],
                                 list(range(len(names) + 1)), geo, image)
         log.info("TTA passes of %s written", case)
     return folders
 
+
+
+def _lr_swap(plan, num_channels: int) -> Optional[Tuple[int, List[int]]]:
+    """(left-right axis, channel permutation) for a model whose plans pair left/right classes and know
+    their one left-right axis (policy swap or omit; nnU-Net's default keeps the channels), else None."""
+    if plan is None or not plan.pairs or plan.policy == "nnunet" or len(plan.lr_axes) != 1:
+        return None
+    return plan.lr_axes[0], plan.channel_permutation(num_channels)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -16,17 +18,27 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from .. import paths
+from .. import __version__, paths
 from ..dataset.raw import ANNOTATED_FILE, label_names, read_annotated_classes
 from ..labels import canonical, host_of, parts_of
 from ..networks.registry import get_backbone
+from ..seeding import rank_seed, seed_everything
 from . import ddp
 from .checkpoint import load_checkpoint, replace_durably, temp_checkpoint_path
 from .loss import PartialLabelDiceCELoss
 from .online_dice import masked_tp_fp_fn
 from .sampling import case_probabilities, case_sources, check_sample_by, draw_shares, set_sampling
+from .seeded_loader import seeded_augmenters
+from .sided import SidedMirroringMixin
 
 log = logging.getLogger(__name__)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @dataclass
@@ -79,7 +91,7 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     return getattr(mod, "_orig_mod", mod)
 
 
-class SupremTrainer(nnUNetTrainer):
+class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
     """Base trainer of suprem-nnunet (pre-training and fine-tuning derive from it)."""
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
@@ -106,6 +118,8 @@ class SupremTrainer(nnUNetTrainer):
         self.annotated_channels: Dict[str, List[int]] = {}
         self.partial_loss_mode = "marginal"  # see PARTIAL_LOSSES
         self.sample_by = "case"  # see sampling.SAMPLE_BY
+        self.seed: Optional[int] = None  # set by train(); None: unseeded (nnU-Net's behaviour)
+        self.deterministic = False  # ordered augmenter batches; cuDNN/torch deterministic kernels
 
     def configure_partial_labels(self, loss: str = "marginal", sample_by: str = "case") -> None:
         """The partial-label loss (`marginal`, or `naive` for comparison) and how training cases are
@@ -232,8 +246,13 @@ class SupremTrainer(nnUNetTrainer):
     # ------------------------------------------------------------------ which cases the batches draw
     def get_dataloaders(self):
         """nnU-Net's loaders; with `sample_by` source or class, the training loader draws its cases
-        with the weights of sampling.py instead of uniformly."""
-        train_gen, val_gen = super().get_dataloaders()
+        with the weights of sampling.py instead of uniformly. A seeded run seeds every augmentation
+        worker (seeded_loader.py); under DDP each rank's main-process generators get their own seed,
+        so that the ranks draw different patches."""
+        if self.seed is not None and self.is_ddp:
+            seed_everything(rank_seed(self.seed, self.local_rank), self.deterministic)
+        with seeded_augmenters(self.seed, self.local_rank if self.is_ddp else 0, ordered=self.deterministic):
+            train_gen, val_gen = super().get_dataloaders()
         if self.sample_by != "case":
             keys = [str(k) for k in self.do_split()[0]]
             if self.sample_by == "source":
@@ -333,6 +352,10 @@ class SupremTrainer(nnUNetTrainer):
              "lr_schedule": self.lr_schedule, "warmup_epochs": self.warmup_epochs,
              "partial_loss": self.partial_loss_mode, "sample_by": self.sample_by,
              "world_size": ddp.world_size(), "global_batch_size": self.configuration_manager.batch_size,
+             "seed": self.seed, "deterministic": self.deterministic,
+             "augmentation_workers": int(os.environ.get("nnUNet_n_proc_DA", "0") or 0),
+             "versions": {"suprem_nnunet": __version__, "torch": torch.__version__,
+                          "nnunetv2": _version("nnunetv2")},
              "class_names": self.class_names, **info}
         if self.local_rank != 0:
             return

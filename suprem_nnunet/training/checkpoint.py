@@ -111,6 +111,13 @@ class TrainedModel:
     def backbone(self) -> str:
         return self.plans.get("suprem", {}).get("backbone", "nnunet")
 
+    @property
+    def mirroring(self):
+        """The left-right mirroring decision its plans record (planning/mirroring.MirroringPlan), or None."""
+        from ..planning.mirroring import recorded
+
+        return recorded(self.plans)
+
 
 def read_trained_model(path: Union[str, Path], map_location="cpu") -> TrainedModel:
     """Load a checkpoint file, or the best available checkpoint of a model folder."""

@@ -20,8 +20,10 @@ import torch
 from .. import paths
 from ..dataset.raw import atomic_write_json, copy_annotated_classes, label_names
 from ..dataset.raw_checks import check_raw_dataset, read_dataset_json
+from ..locking import file_lock
 from ..networks.registry import get_backbone
 from ..planning.fingerprint import SupremFingerprintExtractor
+from ..planning.mirroring import DEFAULT_POLICY, mirroring_for_dataset
 from ..planning.planner import drop_unreadable_fingerprint, plans_for_num_gpus
 from .base import SupremTrainer, TrainingBudget, unwrap
 from .checkpoint import TrainedModel, build_trained_network, read_trained_model
@@ -175,7 +177,8 @@ def check_compatibility(src: TrainedModel, target_json: dict, target: str, confi
 
 def transfer_plans(src: TrainedModel, target: str, num_gpus: int = 1) -> Tuple[dict, str]:
     """The pre-training plans re-addressed to `target` and to `num_gpus` DDP processes (per-GPU batch
-    kept), with a `pretrain` block. Caller's dict untouched."""
+    kept), with a `pretrain` block and the left-right mirroring decided again for the target's
+    classes (planning/mirroring.py). Caller's dict untouched."""
     plans = plans_for_num_gpus(copy.deepcopy(src.plans), num_gpus)
     source_name = plans.get("plans_name", "plans")
     name = f"{source_name}_from_{plans['dataset_name']}"
@@ -188,12 +191,23 @@ def transfer_plans(src: TrainedModel, target: str, num_gpus: int = 1) -> Tuple[d
     plans["suprem"]["pretrain"] = {"checkpoint": str(src.path), "dataset": src.plans["dataset_name"],
                                    "plans": source_name, "class_names": src.class_names,
                                    "head_keys": list(b.head_keys), "encoder_keys": list(b.encoder_keys)}
+    # the target's own classes and images decide the left-right mirroring, under the pre-training's policy
+    requested = (plans["suprem"].get("mirroring") or {}).get("requested", DEFAULT_POLICY)
+    raw = paths.raw_root() / target
+    plans["suprem"]["mirroring"] = mirroring_for_dataset(raw, read_dataset_json(raw / "dataset.json"), plans,
+                                                         requested).to_dict()
     return plans, name
 
 
 def prepare_target(target: str, plans: dict, configuration: str, num_processes: int = 2,
                    verify: bool = True) -> None:
-    """Fingerprint the target (once), write the transferred plans and preprocess with them."""
+    """Fingerprint the target (once), write the transferred plans and preprocess with them; processes
+    preparing the same target (parallel sweep runs) take turns (locking.file_lock on its folder)."""
+    with file_lock(paths.preprocessed_root() / target):
+        _prepare_target(target, plans, configuration, num_processes, verify)
+
+
+def _prepare_target(target: str, plans: dict, configuration: str, num_processes: int, verify: bool) -> None:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
 
@@ -259,9 +273,12 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
              from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
              budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
              freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True,
-             verify: bool = True, max_patch: Optional[Sequence[int]] = None, validate: bool = False) -> Path:
+             verify: bool = True, max_patch: Optional[Sequence[int]] = None, validate: bool = False,
+             deterministic: bool = False) -> Path:
     """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder.
-    `validate`: nnU-Net's full validation of the held-out cases afterwards (`validation/summary.json`)."""
+    `seed` draws the few-shot subset and seeds the run (weights of new channels, patches,
+    augmentation; see run.train). `validate`: nnU-Net's full validation of the held-out cases
+    afterwards (`validation/summary.json`)."""
     src = load_pretrained(pretrained)
     target_json = read_dataset_json(paths.raw_root() / target / "dataset.json")  # one line naming a broken file
     label_names(target_json)  # validates the target's labels
@@ -275,13 +292,15 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
             plans_name = plan_released_target(src, target_json, target, configuration, num_processes,
                                               verify, max_patch)
     cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
-    trainer = build_trainer(cls, target, plans_name, configuration, "all", device)
+    # the plans this run made (another process may rewrite the file's pretrain block meanwhile)
+    trainer = build_trainer(cls, target, plans_name, configuration, "all", device,
+                            plans if src.model is not None else None)
     all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
     trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, num_train_cases, seed)
     trainer.freeze_encoder_epochs = int(freeze_encoder_epochs)
     trainer.pretrained = None if from_scratch else src
     log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
-    return train(trainer, budget, resume=resume, validate=validate, role="scratch" if from_scratch else "finetune",
-                 pretrained=src.path, train_cases=trainer.train_cases, seed=seed,
-                 freeze_encoder_epochs=freeze_encoder_epochs)
+    return train(trainer, budget, resume=resume, validate=validate, seed=seed, deterministic=deterministic,
+                 role="scratch" if from_scratch else "finetune", pretrained=src.path,
+                 train_cases=trainer.train_cases, freeze_encoder_epochs=freeze_encoder_epochs)

@@ -10,6 +10,7 @@ import torch
 
 from .. import paths
 from ..networks.registry import get_backbone
+from ..seeding import seed_everything
 from . import ddp
 from .base import SupremTrainer, TrainingBudget
 from .checkpoint import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoints
@@ -81,10 +82,25 @@ def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: st
 
 
 def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, validate: bool = False,
-          **run_info) -> Path:
+          seed: Optional[int] = 0, deterministic: bool = False, **run_info) -> Path:
     """Train, resuming from the most advanced readable checkpoint (final, latest or best; an
-    unreadable one is skipped with a warning), or from scratch with `resume=False`; returns the fold folder."""
+    unreadable one is skipped with a warning), or from scratch with `resume=False`; returns the fold folder.
+
+    `seed` seeds Python, NumPy and torch before the network is built (seeding.py) and every
+    augmentation worker; with the main-process loader (`nnUNet_n_proc_DA=0`) a run from scratch is
+    then bit-reproducible. None leaves the run unseeded. A resumed run continues from the
+    checkpoint's weights and optimiser state, with generators seeded afresh (not where they stood).
+    `deterministic`: see seeding.seed_everything and seeded_loader.py."""
     trainer.apply_budget(budget)
+    trainer.seed, trainer.deterministic = seed, bool(deterministic)
+    if seed is not None:
+        seed_everything(seed, deterministic)
+    if deterministic:
+        workers = int(os.environ.get("nnUNet_n_proc_DA", "0") or 0)
+        log.info("deterministic: cuDNN deterministic kernels, torch.use_deterministic_algorithms (warn only: "
+                 "kernels without a deterministic version warn and stay non-deterministic), %s",
+                 f"{workers} augmentation workers handing out batches in a fixed order" if workers else
+                 "the main-process data loader")
     out = Path(trainer.output_folder)
     if trainer.local_rank == 0:  # under DDP rank 0 alone touches the files
         remove_temp_checkpoints(out)

@@ -1,0 +1,38 @@
+"""`python -m suprem_nnunet.benchmarks <name> [args]`: run one benchmark by name.
+
+Each entry of BENCHMARKS maps a name to "module:function" (a `main(argv) -> int`); the module is
+imported only when its benchmark runs, so a benchmark's heavy imports cost the others nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Dict, Optional, Sequence
+
+#: name -> (entry point "module:function", one-line description)
+BENCHMARKS: Dict[str, tuple] = {
+    "gpu": ("suprem_nnunet.benchmarks.gpu:main",
+            "GPU acceptance run: nnU-Net vs ours, presets' MFU, CUDA prediction, fine-tuning, torchrun"),
+}
+
+
+def usage() -> str:
+    names = "\n".join(f"  {n:<10} {d}" for n, (_, d) in sorted(BENCHMARKS.items()))
+    return f"usage: python -m suprem_nnunet.benchmarks <name> [args]   (<name> -h for its options)\n{names}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHMARKS:
+        print(f"benchmarks: unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}", file=sys.stderr)
+        return 2
+    module, _, function = BENCHMARKS[name][0].partition(":")
+    return int(getattr(importlib.import_module(module), function)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
