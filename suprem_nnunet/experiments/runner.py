@@ -19,12 +19,12 @@ import math
 import shutil
 import time
 from dataclasses import replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import __version__
 from ..dataset.raw import atomic_write_bytes, atomic_write_json
+from ..preprocessing.manifest import code_versions
 from .data import DatasetInfo
 from .execute import Context, RunSpec
 from .protocol import Protocol, ProtocolError, Scale
@@ -78,18 +78,11 @@ def run_key_fields(ctx: Context, scale: Scale, spec: RunSpec) -> Dict[str, str]:
             "pretrained_weights": ctx.pretrained_identity(spec.source, spec.pretrain_cases),
             "device": ctx.device, "mirroring": str(ctx.mirroring), "precision": ctx.precision,
             "seed": str(ctx.seed), "target_data": ctx.dataset_digest(spec.target),
-            "suprem_nnunet": __version__, "nnunetv2": _package_version("nnunetv2")}
+            "suprem_nnunet": __version__, "nnunetv2": code_versions()["nnunetv2"]}
 
 
 def run_key(fields: Dict[str, str]) -> str:
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def key_difference(res: Dict, fields: Dict[str, str]) -> str:

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,6 +21,7 @@ from .. import __version__, paths
 from ..dataset.raw import ANNOTATED_FILE, label_names, read_annotated_classes
 from ..labels import canonical, host_of, parts_of
 from ..networks.registry import get_backbone
+from ..preprocessing.manifest import code_versions
 from ..seeding import rank_seed, seed_everything
 from . import ddp
 from .checkpoint import load_checkpoint, replace_durably, temp_checkpoint_path
@@ -32,13 +32,6 @@ from .seeded_loader import seeded_augmenters
 from .sided import SidedMirroringMixin
 
 log = logging.getLogger(__name__)
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass
@@ -355,7 +348,7 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
              "seed": self.seed, "deterministic": self.deterministic,
              "augmentation_workers": int(os.environ.get("nnUNet_n_proc_DA", "0") or 0),
              "versions": {"suprem_nnunet": __version__, "torch": torch.__version__,
-                          "nnunetv2": _version("nnunetv2")},
+                          "nnunetv2": code_versions()["nnunetv2"]},
              "class_names": self.class_names, **info}
         if self.local_rank != 0:
             return
