@@ -25,44 +25,18 @@ from suprem_nnunet.classification.model import EncoderSpec, build_network
 from suprem_nnunet.seeding import seed_everything
 from suprem_nnunet.training.base import TrainingBudget
 
+from tiny_plans import DATASET, tiny_plans
+
 SPACING = 6.0
 SHAPE = (40, 40, 40)
 PATCH = (24, 24, 24)
 N_TRAIN, N_TEST = 24, 24
 BUDGET = TrainingBudget(epochs=40, iterations_per_epoch=10, initial_lr=3e-3)
 
-PLANS = {
-    "dataset_name": "Dataset980_TinyPre", "plans_name": "suprem_nnunet", "image_reader_writer": "SimpleITKIO",
-    "original_median_spacing_after_transp": [SPACING] * 3, "original_median_shape_after_transp": list(SHAPE),
-    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "experiment_planner_used": "SupremNnunetPlanner",
-    "label_manager": "LabelManager", "suprem": {"backbone": "nnunet"},
-    # the window a pancreas-only pre-training set gives (the classifier must not use it)
-    "foreground_intensity_properties_per_channel": {"0": {
-        "max": 160.0, "mean": 83.0, "median": 85.0, "min": 0.0, "percentile_00_5": 27.0,
-        "percentile_99_5": 133.0, "std": 18.0}},
-    "configurations": {"3d_fullres": {
-        "data_identifier": "suprem_nnunet_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": list(PATCH), "median_image_size_in_voxels": list(SHAPE), "spacing": [SPACING] * 3,
-        "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-        "batch_dice": False,
-        "architecture": {
-            "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-            "arch_kwargs": {"n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
-                            "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-                            "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-                            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                            "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-                            "nonlin_kwargs": {"inplace": True}},
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}},
-}
-DATASET = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "pancreas": 1, "pancreas_tumor": 2},
-           "numTraining": 4, "file_ending": ".nii.gz"}
+# the window a pancreas-only pre-training set gives (the classifier must not use it)
+PLANS = tiny_plans("Dataset980_TinyPre", SPACING, SHAPE, PATCH,
+                   {"max": 160.0, "mean": 83.0, "median": 85.0, "min": 0.0, "percentile_00_5": 27.0,
+                    "percentile_99_5": 133.0, "std": 18.0})
 
 
 def tiny_checkpoint(folder):

@@ -13,6 +13,8 @@ from suprem_nnunet.classification.model import EncoderSpec, build_network, load_
 from suprem_nnunet.classification.data import SUBTYPES
 from suprem_nnunet.networks.registry import BACKBONES
 
+from tiny_plans import DATASET, tiny_plans
+
 
 def test_every_backbone_has_an_encoder_extractor():
     assert set(ENCODER_FEATURES) == set(BACKBONES)
@@ -68,37 +70,9 @@ def test_pooled_features_keep_their_level(one_torch_thread):
     assert torch.allclose(f[:, :pre.shape[1]], pre_mean, atol=1e-5)
 
 
-PLANS = {
-    "dataset_name": "Dataset971_TinyPre", "plans_name": "suprem_nnunet", "image_reader_writer": "SimpleITKIO",
-    "original_median_spacing_after_transp": [10.0, 10.0, 10.0], "original_median_shape_after_transp": [24, 24, 24],
-    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "experiment_planner_used": "SupremNnunetPlanner",
-    "label_manager": "LabelManager", "suprem": {"backbone": "nnunet"},
-    "foreground_intensity_properties_per_channel": {"0": {
-        "max": 777.0, "mean": 137.0, "median": 103.0, "min": -935.0, "percentile_00_5": -879.0,
-        "percentile_99_5": 729.0, "std": 190.0}},
-    "configurations": {"3d_fullres": {
-        "data_identifier": "suprem_nnunet_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [16, 16, 16], "median_image_size_in_voxels": [24, 24, 24], "spacing": [10.0, 10.0, 10.0],
-        "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-        "batch_dice": False,
-        "architecture": {
-            "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-            "arch_kwargs": {"n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
-                            "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-                            "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-                            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                            "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-                            "nonlin_kwargs": {"inplace": True}},
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}},
-}
-DATASET = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "pancreas": 1, "pancreas_tumor": 2},
-           "numTraining": 4, "file_ending": ".nii.gz"}
+PLANS = tiny_plans("Dataset971_TinyPre", 10.0, (24, 24, 24), (16, 16, 16),
+                   {"max": 777.0, "mean": 137.0, "median": 103.0, "min": -935.0, "percentile_00_5": -879.0,
+                    "percentile_99_5": 729.0, "std": 190.0})
 
 
 def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, capsys, caplog):
