@@ -12,7 +12,8 @@ from conftest import real_data
 from dicom_synth import reference_read, sample, write_series
 from suprem_nnunet.dataset.dicom_io import DicomSeriesError, read_series
 from suprem_nnunet.inference.dicom import series_to_nifti
-from suprem_nnunet.inference.predict import check_readable, resolve_inputs
+from suprem_nnunet.inference.predict import resolve_inputs
+from suprem_nnunet.dataset.cases import check_readable
 
 ROWS, COLS, N = 24, 28, 12
 PS = (0.8, 0.7)  # PixelSpacing: between rows, between columns (mm)

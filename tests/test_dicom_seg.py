@@ -14,7 +14,7 @@ from suprem_nnunet.cli import predict as predict_cli
 from suprem_nnunet.dataset.dicom_io import read_series
 from suprem_nnunet.inference.dicom_seg import write_dicom_seg
 from suprem_nnunet.inference.predict import predict
-from suprem_nnunet.inference.reference_nets import band_model, band_phantom
+from suprem_nnunet.benchmarks.reference_nets import band_model, band_phantom
 from suprem_nnunet.labels import ATLAS_CLASSES, CLASSES
 from suprem_nnunet.labels.snomed import segment_concept
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from suprem_nnunet.training.checkpoint import load_checkpoint, read_trained_model
-
+from suprem_nnunet.networks.checkpoint import load_training_checkpoint as load_checkpoint
+from suprem_nnunet.models.trained import read_trained_model
 from conftest import run_cli
 
 TINY = ["--size", "32", "--spacing", "10"]

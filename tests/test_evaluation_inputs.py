@@ -6,10 +6,9 @@ import torch
 
 from suprem_nnunet.dataset.raw import write_image
 from suprem_nnunet.inference import predict as predict_mod
-from suprem_nnunet.inference.predict import case_name, group_channel_files, list_inputs, mirroring
-from suprem_nnunet.training.checkpoint import TrainedModel
-
-
+from suprem_nnunet.inference.predict import mirroring
+from suprem_nnunet.dataset.cases import case_name, group_channel_files, list_inputs
+from suprem_nnunet.models.trained import TrainedModel
 def _touch(folder, *names):
     folder.mkdir(parents=True, exist_ok=True)
     for n in names:

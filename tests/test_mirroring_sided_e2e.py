@@ -91,7 +91,7 @@ def test_training_with_the_swap_runs_and_its_loss_falls(run):
 
 
 def test_checkpoint_carries_the_swap(run):
-    from suprem_nnunet.training.checkpoint import read_trained_model
+    from suprem_nnunet.models.trained import read_trained_model
     from suprem_nnunet.training.sided import model_prediction_swap
 
     m = read_trained_model(run["folder"])
@@ -102,7 +102,7 @@ def test_checkpoint_carries_the_swap(run):
 
 def test_finetune_plans_decide_again_for_the_target(run):
     from suprem_nnunet.synth.dataset import make_phantom_dataset
-    from suprem_nnunet.training.checkpoint import read_trained_model
+    from suprem_nnunet.models.trained import read_trained_model
     from suprem_nnunet.training.finetune import transfer_plans
 
     make_phantom_dataset(72, "SidedTarget", ["liver", "kidney_left"], 1, 0, shape=(16, 16, 16), spacing=(20, 20, 20),

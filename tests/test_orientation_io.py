@@ -91,7 +91,7 @@ class ThresholdNet(nn.Module):
 
 def preset_plans() -> dict:
     from suprem_nnunet.planning.planner import preset_reader, preset_resampling
-    from suprem_nnunet.zoo.presets import load_preset
+    from suprem_nnunet.planning.presets import load_preset
 
     preset = load_preset("unet")
     cfg = {"data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "batch_size": 1,
@@ -109,8 +109,7 @@ def preset_plans() -> dict:
 @pytest.mark.parametrize("code", ["PIL", "LPS"])
 def test_preset_model_predicts_in_the_input_geometry_and_layout(tmp_path, code):
     from suprem_nnunet.inference.predict import predict
-    from suprem_nnunet.training.checkpoint import TrainedModel
-
+    from suprem_nnunet.models.trained import TrainedModel
     rng = np.random.default_rng(0)
     hu = np.full((10, 12, 14), -300.0, np.float32)  # z, y, x of the RAS image
     hu[2:7, 3:10, 2:6] = 300.0  # an off-centre box: a flip or permutation moves it

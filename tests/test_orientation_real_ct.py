@@ -59,7 +59,7 @@ def test_finetuning_feeds_the_release_body_what_direct_inference_feeds_it(tmp_pa
     from suprem_nnunet.dataset.raw import write_dataset_json
     from suprem_nnunet.networks.unet3d import SuPreMUNet3D
     from suprem_nnunet.zoo.predict import preprocess_ct
-    from suprem_nnunet.zoo.presets import load_preset
+    from suprem_nnunet.planning.presets import load_preset
 
     folder = real_data("totalseg_example_sm")
     ct = sitk.ReadImage(str(folder / "ct.nii.gz"))

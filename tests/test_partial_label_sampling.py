@@ -118,7 +118,7 @@ def test_cli_unknown_value_is_one_line_and_writes_nothing(nnunet_env, capsys, fl
 def test_benchmark_minority_classes_and_arms():
     """The benchmark's bookkeeping: which classes a minority of the default sources annotate, the
     means it reports, and a bad arm refused before anything runs."""
-    from suprem_nnunet.benchmarks_partial import (DEFAULT_SOURCES, annotation_counts, minority_classes, parse_arm,
+    from suprem_nnunet.benchmarks.partial_labels import (DEFAULT_SOURCES, annotation_counts, minority_classes, parse_arm,
                                                   summarise)
 
     counts = annotation_counts(DEFAULT_SOURCES)
@@ -140,7 +140,7 @@ def test_benchmark_arms_in_parallel_processes_equal_the_sequential_run(tmp_path,
     """`benchmark partial-labels --jobs 2` trains the arms in two spawned processes at once; each arm
     seeds itself, so every per-class DSC equals the one-after-the-other run's (tiny budget: this proves
     the bookkeeping and the determinism, not that either loss learns)."""
-    from suprem_nnunet.benchmarks_partial import PartialBenchConfig, run_benchmark
+    from suprem_nnunet.benchmarks.partial_labels import PartialBenchConfig, run_benchmark
 
     for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(v, str(tmp_path / v))  # run_benchmark points them at its own folder; restored after

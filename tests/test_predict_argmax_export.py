@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from suprem_nnunet.preprocessing import argmax_export
-from suprem_nnunet.preprocessing.resampling import axis_operators, resample_logits_to_labels
+from suprem_nnunet.preprocessing.axis_operators import axis_operators
+from suprem_nnunet.preprocessing.resampling import resample_logits_to_labels
 
 
 def organ_logits(shape, classes=9, seed=0) -> torch.Tensor:

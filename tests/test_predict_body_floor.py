@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from suprem_nnunet.inference.predict import make_predictor
-from suprem_nnunet.inference.reference_nets import band_model
+from suprem_nnunet.benchmarks.reference_nets import band_model
 
 FLOOR = 0.27  # 27 HU after the band model's HU / 100 normalisation: fat and air are clipped to it
 TISSUE = 0.5  # class 2 of the band model

@@ -9,7 +9,7 @@ from nnunetv2.preprocessing.resampling.default_resampling import resample_data_o
 from scipy import ndimage
 
 from suprem_nnunet.inference.predict import build_network, make_predictor
-from suprem_nnunet.inference.reference_nets import band_model, band_phantom
+from suprem_nnunet.benchmarks.reference_nets import band_model, band_phantom
 from suprem_nnunet.preprocessing.plans_manager import SupremPlansManager
 from suprem_nnunet.preprocessing.resampling import resample_like_nnunet, resample_logits_to_labels
 

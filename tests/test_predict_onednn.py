@@ -70,7 +70,7 @@ def test_conv2d_and_same_padding():
 
 
 def test_predictor_switches_only_on_our_data_path():
-    from suprem_nnunet.inference.benchmark_predict import benchmark_model
+    from suprem_nnunet.benchmarks.predict import benchmark_model
     from suprem_nnunet.inference.predict import make_predictor
 
     model = benchmark_model(patch=32, unet_features=4)

@@ -10,7 +10,7 @@ import torch
 
 from suprem_nnunet.inference import fast_predictor
 from suprem_nnunet.inference.predict import make_predictor, remove_stale_temp
-from suprem_nnunet.inference.reference_nets import band_model, band_phantom
+from suprem_nnunet.benchmarks.reference_nets import band_model, band_phantom
 
 
 def test_roi_export_resamples_only_the_roi_region(monkeypatch, tmp_path, one_torch_thread):

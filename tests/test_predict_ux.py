@@ -13,7 +13,7 @@ from conftest import real_data
 from suprem_nnunet.cli import predict as predict_cli
 from suprem_nnunet.inference.outputs import read_probabilities
 from suprem_nnunet.inference.predict import predict
-from suprem_nnunet.inference.reference_nets import band_model, band_phantom
+from suprem_nnunet.benchmarks.reference_nets import band_model, band_phantom
 
 NAMES = ["liver", "spleen", "gall_bladder"]
 SPACING = (1.6, 1.4, 2.5)  # x, y, z

@@ -7,7 +7,7 @@ import torch
 
 from suprem_nnunet.inference.fast_predictor import BACKGROUND_LOGIT, cpu_has_native_bf16
 from suprem_nnunet.inference.predict import make_predictor
-from suprem_nnunet.inference.reference_nets import band_model
+from suprem_nnunet.benchmarks.reference_nets import band_model
 
 AIR, LUNG, TISSUE = -10.0, -8.5, 0.2  # normalised (HU / 100): air, lung, class 1 of the band model
 

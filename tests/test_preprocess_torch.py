@@ -10,7 +10,7 @@ from nnunetv2.preprocessing.resampling.default_resampling import resample_data_o
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from scipy import ndimage
 
-from suprem_nnunet.inference.reference_nets import band_model, band_phantom
+from suprem_nnunet.benchmarks.reference_nets import band_model, band_phantom
 from suprem_nnunet.preprocessing.plans_manager import SupremPlansManager
 from suprem_nnunet.preprocessing.resampling import resample_seg_like_nnunet
 from suprem_nnunet.preprocessing.run import PREPROCESSOR_ENV, SupremPreprocessor, _preprocessor

@@ -171,8 +171,7 @@ def _results_env(world, name: str) -> Dict[str, str]:
 def _assert_same_state_as_uninterrupted(fold: Path, reference: Path, resumed: dict) -> None:
     """Final checkpoint of a resumed run vs the uninterrupted one: epoch count, AdamW step per
     parameter, learning rate, logged epochs; and the epochs before the kill come from `resumed`."""
-    from suprem_nnunet.training.checkpoint import load_checkpoint
-
+    from suprem_nnunet.networks.checkpoint import load_training_checkpoint as load_checkpoint
     got, ref = load_checkpoint(fold / "checkpoint_final.pth"), load_checkpoint(reference / "checkpoint_final.pth")
     assert got["current_epoch"] == ref["current_epoch"] == EPOCHS
     steps = {int(s["step"]) for s in got["optimizer_state"]["state"].values()}
@@ -191,8 +190,7 @@ def test_training_killed_twice_resumes_to_the_uninterrupted_state(world, caplog)
     completes. Each rerun continues from the last complete checkpoint; the final state matches the
     uninterrupted run. Old code: checkpoint_latest.pth is written in place, so kill (2) leaves it
     truncated and the rerun dies reading it (and kill (1) usually catches it half-written)."""
-    from suprem_nnunet.training.checkpoint import load_checkpoint
-
+    from suprem_nnunet.networks.checkpoint import load_training_checkpoint as load_checkpoint
     env = _results_env(world, "res_kill")
     fold = world["root"] / "res_kill" / DS / TRAINER_DIR / "fold_all"
     proc = start(["-m", "suprem_nnunet.cli.train", DS, "3d_fullres", *BUDGET], env)
@@ -258,8 +256,7 @@ def test_truncated_latest_checkpoint_falls_back_to_final(world, caplog):
 
 def test_no_readable_checkpoint_starts_from_scratch(world, caplog):
     """Every checkpoint truncated: warnings, then training from epoch 0 (old code: crash)."""
-    from suprem_nnunet.training.checkpoint import load_checkpoint
-
+    from suprem_nnunet.networks.checkpoint import load_training_checkpoint as load_checkpoint
     fold = _copy_run(world, "res_none")
     for name in ("checkpoint_final.pth", "checkpoint_best.pth"):
         data = (fold / name).read_bytes()

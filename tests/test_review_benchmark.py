@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suprem_nnunet.review.benchmark import BenchmarkConfig, case_lists, make_unusual_generator, precision_at_k
+from suprem_nnunet.benchmarks.flywheel import BenchmarkConfig, case_lists, make_unusual_generator, precision_at_k
 
 SHAPE, SPACING = (28, 28, 28), (12.0, 12.0, 12.0)
 
@@ -41,7 +41,7 @@ def test_heldout_set_is_the_same_for_every_seed():
 
 def _per_seed(gain: dict, seeds=(0, 1, 2), cases=8):
     """Synthetic run_benchmark results: arm DSC per case = base + the arm's gain + seeded noise."""
-    from suprem_nnunet.review.benchmark import ARMS
+    from suprem_nnunet.benchmarks.flywheel import ARMS
 
     out = {}
     for s in seeds:
@@ -61,7 +61,7 @@ def _per_seed(gain: dict, seeds=(0, 1, 2), cases=8):
 def test_flywheel_statistics_pair_seeds_and_cases():
     """n = 3 seeds (paired t over seed means) and n = 8 held-out cases (Wilcoxon over seed-averaged DSC):
     a consistent +0.05 for top-k is significant against random-k, no difference is not."""
-    from suprem_nnunet.review.benchmark import flywheel_statistics, format_seeds
+    from suprem_nnunet.benchmarks.flywheel import flywheel_statistics, format_seeds
 
     st = flywheel_statistics(_per_seed({"no retraining": 0.0, "AI labels": 0.05, "top-k": 0.1, "random-k": 0.05}))
     t = st["tests_top_k_vs"]["random-k"]

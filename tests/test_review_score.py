@@ -185,8 +185,7 @@ def test_tta_passes_undo_their_flips(tmp_path, monkeypatch):
     import suprem_nnunet.inference.predict as P
     from suprem_nnunet.dataset.raw import write_image
     from suprem_nnunet.review.tta import tta_passes
-    from suprem_nnunet.training.checkpoint import TrainedModel
-
+    from suprem_nnunet.models.trained import TrainedModel
     data = np.random.default_rng(0).normal(size=(1, 6, 7, 8)).astype(np.float32)
 
     class Fake:

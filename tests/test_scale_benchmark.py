@@ -1,7 +1,7 @@
 """The scale benchmark's report: growth ratios and the verdict come from the measured rows."""
 import os
 
-from suprem_nnunet.benchmarks_scale import _tree_rss_kib, format_report
+from suprem_nnunet.benchmarks.scale import _tree_rss_kib, format_report
 
 
 def _row(n, self_mib, tree_mib):

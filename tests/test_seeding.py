@@ -13,8 +13,7 @@ import torch
 from suprem_nnunet import paths
 from suprem_nnunet.cli.common import seed_int
 from suprem_nnunet.seeding import check_seed, rank_seed, seed_everything, worker_seeds
-from suprem_nnunet.training.checkpoint import load_checkpoint
-
+from suprem_nnunet.networks.checkpoint import load_training_checkpoint as load_checkpoint
 TINY = dict(shape=(32, 32, 32), spacing=(10.0, 10.0, 10.0), progress=False)
 CLASSES = ("liver", "spleen", "kidney_left", "kidney_right")
 

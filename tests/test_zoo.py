@@ -15,10 +15,10 @@ from suprem_nnunet.networks import BACKBONES, get_backbone
 from suprem_nnunet.networks.swinunetr import SuPreMSwinUNETR
 from suprem_nnunet.networks.unet3d import SuPreMUNet3D
 from suprem_nnunet.zoo import catalog, get_entry
-from suprem_nnunet.zoo.checkpoint import CheckpointError, load_checkpoint, load_state_dict_file
+from suprem_nnunet.networks.checkpoint import CheckpointError, load_checkpoint, load_state_dict_file
 from suprem_nnunet.zoo.convert import detect_layout, load_matching
 from suprem_nnunet.zoo.layouts import read_layout, release_like_checkpoint
-from suprem_nnunet.zoo.presets import load_preset
+from suprem_nnunet.planning.presets import load_preset
 from suprem_nnunet.zoo.release import load_released, resolve_pretrained
 from suprem_nnunet.zoo.store import ZooError, import_checkpoint, read_index, sha256_file
 
@@ -289,7 +289,7 @@ def test_registry_catalog_and_presets_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, suprem_nnunet.networks, suprem_nnunet.zoo, suprem_nnunet.zoo.presets as p; "
+    code = ("import sys, suprem_nnunet.networks, suprem_nnunet.zoo, suprem_nnunet.planning.presets as p; "
             "suprem_nnunet.zoo.get_entry('supervised_suprem_unet_2100').classes; p.load_preset('unet'); "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -10,7 +10,7 @@ import torch
 
 from suprem_nnunet.networks.unet3d import SuPreMUNet3D
 from suprem_nnunet.zoo.archive import export_model, import_model, read_model_card
-from suprem_nnunet.zoo.checkpoint import load_checkpoint
+from suprem_nnunet.networks.checkpoint import load_checkpoint
 from suprem_nnunet.zoo.release import resolve_pretrained
 from suprem_nnunet.zoo.store import ZooError, model_folder
 

@@ -11,9 +11,9 @@ cmds = [
  ("suprem_review", [[], ["score"], ["import"]]),
  ("suprem_classify", [[], ["train"], ["predict"], ["from-probabilities"], ["make-phantoms"]]),
 ]
-mods = [("python -m suprem_nnunet.benchmark", ["-m", "suprem_nnunet.benchmark"], [[], ["train"], ["predict"], ["preprocess"], ["partial-labels"], ["scale"]]),
-        ("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [[], ["gpu"]]),
-        ("python -m suprem_nnunet.review.benchmark", ["-m", "suprem_nnunet.review.benchmark"], [[]])]
+mods = [("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [[], ["train"], ["predict"], ["preprocess"], ["partial-labels"], ["scale"]]),
+        ("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [["gpu"]]),
+        ("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [["flywheel"]])]
 out = ["# Command reference", "",
        "Generated from each command's own `--help` (`.venv/bin/<command> [subcommand] --help`, 100 columns);",
        "regenerate it with `.venv/bin/python docs/reference/gen_cli.py` after changing a parser.",

@@ -11,13 +11,24 @@ from typing import Dict, Optional, Sequence
 
 #: name -> (entry point "module:function", one-line description)
 BENCHMARKS: Dict[str, tuple] = {
+    "train": ("suprem_nnunet.benchmarks.suite:train_main",
+              "phantom generation and one training iteration per backbone"),
+    "predict": ("suprem_nnunet.benchmarks.suite:predict_main", "prediction: ours vs nnU-Net's nnUNetPredictor"),
+    "preprocess": ("suprem_nnunet.benchmarks.suite:preprocess_main",
+                   "preprocessing: ours vs nnU-Net's DefaultPreprocessor"),
+    "partial-labels": ("suprem_nnunet.benchmarks.suite:partial_labels_main",
+                       "pre-training on partially labelled sources: marginal vs naive loss"),
+    "scale": ("suprem_nnunet.benchmarks.suite:scale_main",
+              "peak RSS and time per case of plan + preprocess + loading vs number of cases"),
+    "flywheel": ("suprem_nnunet.benchmarks.flywheel:main",
+                 "annotation flywheel: revise the top-ranked cases vs random ones, budget-matched"),
     "gpu": ("suprem_nnunet.benchmarks.gpu:main",
             "GPU acceptance run: nnU-Net vs ours, presets' MFU, CUDA prediction, fine-tuning, torchrun"),
 }
 
 
 def usage() -> str:
-    names = "\n".join(f"  {n:<10} {d}" for n, (_, d) in sorted(BENCHMARKS.items()))
+    names = "\n".join(f"  {n:<15} {d}" for n, (_, d) in sorted(BENCHMARKS.items()))
     return f"usage: python -m suprem_nnunet.benchmarks <name> [args]   (<name> -h for its options)\n{names}"
 
 

@@ -64,7 +64,7 @@ REQUIRED_PACKAGES: Tuple[str, ...] = ("nnunetv2", "SimpleITK", "batchgenerators"
 ENTRY_MODULES: Tuple[str, ...] = ("nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
                                   "nnunetv2.inference.predict_from_raw_data", "monai.networks.nets",
                                   "suprem_nnunet.training.run", "suprem_nnunet.training.finetune",
-                                  "suprem_nnunet.inference.predict", "suprem_nnunet.inference.benchmark_predict")
+                                  "suprem_nnunet.inference.predict", "suprem_nnunet.benchmarks.predict")
 #: parts in the order they run (see the module docstring for the letters)
 PARTS: Tuple[str, ...] = ("trainers", "presets", "finetune", "torchrun", "predict")
 NEEDS_DATA = ("trainers", "finetune", "torchrun")  # the parts that train on the phantom dataset
@@ -366,7 +366,7 @@ def bench_preset(backbone: str, ctx: Context, phantoms) -> Dict:
     from ..networks import network_class
     from ..training.base import hosted_channel_pairs
     from ..training.loss import PartialLabelDiceCELoss
-    from ..zoo.presets import load_preset
+    from ..planning.presets import load_preset
 
     s, dev = ctx.sizes, torch.device(ctx.device)
     preset = load_preset(backbone)
@@ -487,7 +487,7 @@ def part_predict(ctx: Context) -> Dict:
 def part_finetune(ctx: Context, remaining_s: float) -> Dict:
     import torch
 
-    from ..training.checkpoint import load_checkpoint
+    from ..networks.checkpoint import load_training_checkpoint
     from ..zoo.layouts import release_like_checkpoint
 
     _need_data(ctx)
@@ -511,7 +511,7 @@ def part_finetune(ctx: Context, remaining_s: float) -> Dict:
     fold = (Path(os.environ["nnUNet_results"]) / DATASET
             / "SupremFinetuneTrainer__suprem_unet_preset-suprem__3d_fullres" / "fold_all")
     mapping = fold / "head_mapping.json"
-    final = load_checkpoint(fold / "checkpoint_final.pth", "cpu")
+    final = load_training_checkpoint(fold / "checkpoint_final.pth", "cpu")
     losses = [float(v) for v in final["logging"]["train_losses"]]
     val = [float(v) for v in final["logging"]["val_losses"]]
     if not mapping.is_file():

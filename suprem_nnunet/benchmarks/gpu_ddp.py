@@ -42,7 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..seeding import seed_everything
     from ..training import ddp
     from ..training.base import SupremPretrainer, TrainingBudget
-    from ..training.checkpoint import load_checkpoint, read_resume_checkpoint
+    from ..networks.checkpoint import load_training_checkpoint
+    from ..training.resume import read_resume_checkpoint
     from ..training.run import build_trainer, train
 
     device = torch.device(args.device)
@@ -58,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         found = None if args.no_resume else read_resume_checkpoint(fold)
         out = train(trainer, TrainingBudget(epochs=args.epochs, iterations_per_epoch=args.iterations,
                                             val_iterations=1), resume=not args.no_resume, role="gpu-benchmark-ddp")
-        final = load_checkpoint(out / "checkpoint_final.pth", "cpu")
+        final = load_training_checkpoint(out / "checkpoint_final.pth", "cpu")
         if dist.get_rank() == 0:
             atomic_write_json(args.result, {
                 "backend": dist.get_backend(), "world_size": dist.get_world_size(), "is_ddp": bool(trainer.is_ddp),

@@ -88,7 +88,7 @@ def _raise(path: Path, problems: List[str]) -> None:
 def case_images(folder: PathLike) -> Dict[str, List[str]]:
     """{case: image files} of an images folder (nnU-Net's `<case>_0000.nii.gz` naming when every
     file follows it, else one case per file named by its stem), as `suprem_predict` reads it."""
-    from ..inference.predict import list_inputs
+    from ..dataset.cases import list_inputs
 
     return list_inputs(folder, 1)
 

@@ -159,8 +159,7 @@ def make_classifier(spec: EncoderSpec, classes: Sequence[str], patch_size: Seque
 def save_classifier(path: PathLike, model: SubtypeClassifier, spec: EncoderSpec, classes: Sequence[str],
                     patch_size: Sequence[int], info: dict) -> Path:
     """The checkpoint described in the module docstring, written to a temporary name and renamed."""
-    from ..training.checkpoint import replace_durably, temp_checkpoint_path
-
+    from ..networks.checkpoint import replace_durably, temp_checkpoint_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {"format": CHECKPOINT_FORMAT, "classes": list(classes), "backbone": spec.backbone,
@@ -185,10 +184,9 @@ def find_classifier(path: PathLike) -> Path:
 def load_classifier(path: PathLike) -> Tuple[SubtypeClassifier, EncoderSpec, dict]:
     """(model in eval mode, encoder spec, checkpoint dict) of a classifier checkpoint or its folder.
     One-line ValueError when the file is not a classifier or its head does not fit its encoder."""
-    from ..training.checkpoint import load_checkpoint
-
+    from ..networks.checkpoint import load_training_checkpoint
     p = find_classifier(path)
-    ckpt = load_checkpoint(p)
+    ckpt = load_training_checkpoint(p)
     fmt = ckpt.get("format")
     if isinstance(fmt, str) and fmt.startswith("suprem_classifier/") and fmt != CHECKPOINT_FORMAT:
         raise ValueError(f"{p}: classifier format {fmt!r}, this version reads {CHECKPOINT_FORMAT!r} (another "

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..dataset.image_checks import check_label_values, geometry_difference, read_checked_image, rounded
 from ..dataset.raw import atomic_write_bytes, atomic_write_json, read_annotated_classes
-from ..inference.predict import IMAGE_ENDINGS, cases_by_stem
+from ..dataset.cases import IMAGE_ENDINGS, cases_by_stem
 from ..labels import ATLAS_IDS, canonical
 from .class_matching import SidedTumours, format_mapping, match_classes
 from .metrics import dice, normalized_surface_dice

@@ -188,9 +188,8 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
 def learning_curve(checkpoint: Path) -> List[Dict]:
     """Per epoch: validation pseudo-DSC (EMA and raw, nnU-Net's online foreground Dice) and seconds
     since the start of training, from the checkpoint's log."""
-    from ..training.checkpoint import load_checkpoint
-
-    logs = load_checkpoint(checkpoint).get("logging") or {}
+    from ..networks.checkpoint import load_training_checkpoint
+    logs = load_training_checkpoint(checkpoint).get("logging") or {}
     ema, raw = logs.get("ema_fg_dice", []), logs.get("mean_fg_dice", [])
     start, end = logs.get("epoch_start_timestamps", []), logs.get("epoch_end_timestamps", [])
     t0 = float(start[0]) if start else 0.0

@@ -330,7 +330,7 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     if preset is not None:
         if preset != "suprem":
             raise ValueError(f"unknown preset {preset!r}; the only preset is 'suprem'")
-        from ..zoo.presets import load_preset
+        from .presets import load_preset
 
         recipe = load_preset(backbone)
         spacing = tuple(float(v) for v in recipe["spacing"])

@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .resampling import _taps
+from .axis_operators import taps
 
 #: output voxels whose mixed-block logits are gathered at once (classes x this x 4 bytes per corner)
 BATCH_VOXELS = 1 << 18
@@ -39,13 +39,13 @@ SLAB_ROWS = 16
 
 def _axis_taps(m: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """(columns (n_out, 2), weights (n_out, 2)) of an axis operator whose rows have one or two
-    non-negative weights on neighbouring columns, lower column first (`resampling._taps`); a row with
+    non-negative weights on neighbouring columns, lower column first (`axis_operators.taps`); a row with
     one weight repeats its column with weight 0. None for any other operator (cubic splines, negative
     weights, wider supports)."""
-    taps = _taps(m) if m.ndim == 2 else None
-    if taps is None or taps[0].shape[1] > 2 or bool((m < 0).any()) or bool((taps[1][:, 0] == 0).any()):
+    found = taps(m) if m.ndim == 2 else None
+    if found is None or found[0].shape[1] > 2 or bool((m < 0).any()) or bool((found[1][:, 0] == 0).any()):
         return None  # wider, signed, or a row with no weight at all
-    cols, w = taps  # non-zero columns first, in ascending order; padding columns have weight 0
+    cols, w = found  # non-zero columns first, in ascending order; padding columns have weight 0
     if cols.shape[1] == 1:
         return cols.repeat(1, 2), torch.cat([w, torch.zeros_like(w)], 1)
     cols = torch.where(w != 0, cols, cols[:, :1])

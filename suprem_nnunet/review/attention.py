@@ -120,7 +120,7 @@ def write_attention_preview(attention, path: PathLike, ct=None, title: str = "",
 
 def find_ct(images: Optional[PathLike], case: str) -> Optional[Path]:
     """`<case>_0000.<ending>` or `<case>.<ending>` in the images folder, or None."""
-    from ..inference.predict import IMAGE_ENDINGS
+    from ..dataset.cases import IMAGE_ENDINGS
 
     if images is None:
         return None

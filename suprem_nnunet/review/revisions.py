@@ -34,7 +34,7 @@ from ..dataset.image_checks import geometry_difference
 from ..dataset.raw import (atomic_write_bytes, atomic_write_json, copy_annotated_classes, dataset_classes,
                            label_names, read_annotated_classes, read_json, resolve_dataset,
                            write_annotated_classes)
-from ..inference.predict import IMAGE_ENDINGS, case_name
+from ..dataset.cases import IMAGE_ENDINGS, case_name
 from ..labels import canonical
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,10 @@ def tta_passes(model: Union[PathLike, object], images: PathLike, out_dir: PathLi
                axes: Optional[Sequence[int]] = None) -> List[Path]:
     """Write the passes (see the module docstring); returns the pass folders."""
     from ..inference.outputs import write_probabilities
-    from ..inference.predict import check_readable, list_inputs, make_predictor
+    from ..inference.predict import make_predictor
+    from ..dataset.cases import check_readable, list_inputs
     from ..dataset.raw import label_names
-    from ..training.checkpoint import TrainedModel, read_trained_model
+    from ..models.trained import TrainedModel, read_trained_model
 
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
     names = label_names(m.dataset_json)

@@ -24,7 +24,7 @@ from ..networks.registry import get_backbone
 from ..preprocessing.manifest import code_versions
 from ..seeding import rank_seed, seed_everything
 from . import ddp
-from .checkpoint import load_checkpoint, replace_durably, temp_checkpoint_path
+from ..networks.checkpoint import load_training_checkpoint, replace_durably, temp_checkpoint_path
 from .loss import PartialLabelDiceCELoss
 from .online_dice import masked_tp_fp_fn
 from .sampling import case_probabilities, case_sources, check_sample_by, draw_shares, set_sampling
@@ -320,7 +320,7 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
             self.initialize()
         ckpt = filename_or_checkpoint
         if isinstance(ckpt, (str, Path)):
-            ckpt = load_checkpoint(ckpt, self.device)
+            ckpt = load_training_checkpoint(ckpt, self.device)
         net = unwrap(self.network)
         own = net.state_dict().keys()
         net.load_state_dict({k[7:] if k not in own and k.startswith("module.") else k: v

@@ -26,7 +26,7 @@ from ..planning.fingerprint import SupremFingerprintExtractor
 from ..planning.mirroring import DEFAULT_POLICY, mirroring_for_dataset
 from ..planning.planner import drop_unreadable_fingerprint, plans_for_num_gpus
 from .base import SupremTrainer, TrainingBudget, unwrap
-from .checkpoint import TrainedModel, build_trained_network, read_trained_model
+from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train

@@ -13,7 +13,7 @@ from ..networks.registry import get_backbone
 from ..seeding import seed_everything
 from . import ddp
 from .base import SupremTrainer, TrainingBudget
-from .checkpoint import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoints
+from .resume import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoints
 
 log = logging.getLogger(__name__)
 

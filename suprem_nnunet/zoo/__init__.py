@@ -20,9 +20,7 @@ _LAZY = {
     "build_adapter": "release",
     "predict_released": "predict", "preprocess_ct": "predict", "predict_masks": "predict",
     "export_model": "archive", "import_model": "archive", "read_model_card": "archive",
-    "load_checkpoint": "checkpoint", "load_state_dict_file": "checkpoint", "CheckpointError": "checkpoint",
     "detect_layout": "convert", "load_matching": "convert", "LoadReport": "convert",
-    "load_preset": "presets",
 }
 
 __all__ = ["CatalogEntry", "catalog", "entry_names", "get_entry", "ZooError", "checkpoint_path",

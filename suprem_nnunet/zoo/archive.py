@@ -27,8 +27,9 @@ import torch
 from .. import __version__
 from ..dataset.raw import label_names
 from ..networks.registry import backbone_for_class
-from .checkpoint import CheckpointError, load_checkpoint
+from ..networks.checkpoint import CheckpointError, load_checkpoint
 from .store import ZooError, model_folder, read_index, store_root, write_index
+from .weights import PretrainedWeights
 
 PathLike = Union[str, Path]
 ARCHIVE_FORMAT = "suprem-nnunet-model/1"
@@ -194,8 +195,6 @@ def read_model_card(name: str) -> Dict:
 
 def pretrained_from_model(name: str, map_location: Union[str, torch.device] = "cpu"):
     """`PretrainedWeights` of an imported exported model (plain head kept, background first)."""
-    from .release import PretrainedWeights
-
     folder = model_folder(name)
     card = read_model_card(name)
     ckpt_files = sorted(folder.glob("fold_*/checkpoint_final.pth"))

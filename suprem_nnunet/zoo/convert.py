@@ -24,8 +24,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, StateDict
-
+from ..networks.checkpoint import CheckpointError, StateDict
 log = logging.getLogger(__name__)
 
 UNIVERSAL_HEAD_PREFIXES = ("organ_embedding", "precls_conv.", "GAP.", "controller.", "text_to_vision.")

@@ -133,7 +133,7 @@ def predict_released(model: Union[nn.Module, PathLike], input_file: PathLike, ou
     class names to label ids. Defaults come from the backbone's SuPreM preset (direct_inference).
     Returns {class name: label id}.
     """
-    from .presets import load_preset
+    from ..planning.presets import load_preset
     from .release import load_released
 
     if not isinstance(model, nn.Module):

@@ -12,9 +12,11 @@ from torch import nn
 from ..labels import canonical
 from ..networks import get_backbone, network_class
 from .catalog import CatalogEntry, catalog, entry_for_file
-from .checkpoint import CheckpointError, StateDict, load_state_dict_file
+from ..networks.checkpoint import CheckpointError, StateDict, load_state_dict_file
 from .convert import LoadReport, detect_layout, load_matching, match_state_dict, to_adapter_keys
+from .archive import pretrained_from_model
 from .store import ZooError, checkpoint_path, read_index
+from .weights import PretrainedWeights
 
 PathLike = Union[str, Path]
 
@@ -24,29 +26,6 @@ def universal_template_classes() -> Tuple[str, ...]:
     from .catalog import _raw
 
     return tuple(canonical(n) for n in _raw()["class_orders"]["universal_template"]["classes"])
-
-
-@dataclass
-class PretrainedWeights:
-    """Weights ready for fine-tuning one of our adapters.
-
-    `state_dict` uses our adapter's key names; it holds the plain class head only if one exists and
-    its classes are known, in which case `class_names` lists the head's output channels in order
-    (unified names; "background" first when the head has a background channel). Otherwise
-    `class_names` is None and no head key is present.
-    """
-
-    backbone: str
-    state_dict: StateDict
-    class_names: Optional[List[str]]
-    arch_kwargs: Dict
-    source: str
-    layout: str
-    report: Optional[LoadReport] = field(default=None, repr=False)
-
-    @property
-    def head_keys(self) -> Tuple[str, ...]:
-        return get_backbone(self.backbone).head_keys
 
 
 def resolve_checkpoint(name_or_path: PathLike) -> Tuple[Path, Optional[CatalogEntry]]:
@@ -166,8 +145,6 @@ def resolve_pretrained(name_or_path: PathLike, map_location: Union[str, torch.de
     """
     name = str(name_or_path)
     if not Path(name).is_file() and name in read_index()["models"]:
-        from .archive import pretrained_from_model
-
         return pretrained_from_model(name, map_location)
     path, entry = resolve_checkpoint(name_or_path)
     raw = load_state_dict_file(path, map_location)

@@ -73,7 +73,7 @@ def import_checkpoint(path: PathLike, name: Optional[str] = None, overwrite: boo
     knows the sha256 of that entry, a different file is refused. The file must load safely
     (weights_only) and hold a recognised layout. Returns the index record.
     """
-    from .checkpoint import load_state_dict_file  # torch only when importing
+    from ..networks.checkpoint import load_state_dict_file  # torch only when importing
     from .convert import detect_layout
 
     src = Path(path)

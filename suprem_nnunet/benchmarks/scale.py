@@ -1,4 +1,4 @@
-"""Scale benchmark (`python -m suprem_nnunet.benchmark scale --cases 100 500`).
+"""Scale benchmark (`python -m suprem_nnunet.benchmarks scale --cases 100 500`).
 
 Pre-training data at AbdomenAtlas scale (9,262 CTs) must not need RAM proportional to the dataset.
 For each N this synthesises N small phantom cases, fingerprints, plans and preprocesses them with
@@ -160,9 +160,9 @@ def draw_batches(preprocessed: Path, plans_identifier: str, configuration: str, 
 def run_one(n: int, cfg: ScaleConfig) -> Dict:
     """Synthesise, plan + preprocess and load `n` cases in this process (the nnU-Net folders must be
     set in the environment before nnunetv2 is imported). One result row."""
-    from .planning.fingerprint import SupremFingerprintExtractor
-    from .planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
-    from .synth.dataset import make_phantom_dataset
+    from ..planning.fingerprint import SupremFingerprintExtractor
+    from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
+    from ..synth.dataset import make_phantom_dataset
 
     if cfg.nnunet_fingerprint:  # nnU-Net's own settings: every case, 10^8 foreground voxels
         SupremFingerprintExtractor.max_cases = 10 ** 9
@@ -208,7 +208,7 @@ def run_benchmark(cases: Sequence[int], cfg: ScaleConfig) -> Dict:
             env[var] = str(work / var)
             (work / var).mkdir()
         result = work / "row.json"
-        cmd = [sys.executable, "-m", "suprem_nnunet.benchmarks_scale", "--one", str(n), "--row", str(result),
+        cmd = [sys.executable, "-m", "suprem_nnunet.benchmarks.scale", "--one", str(n), "--row", str(result),
                "--config", json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()})]
         log.info("scale: %d cases in %s", n, work)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -282,7 +282,7 @@ def _child(argv: Sequence[str]) -> int:
     c = json.loads(a.config)
     cfg = ScaleConfig(**{**c, "out": Path(c["out"])})
     row = run_one(a.one, cfg)
-    from .dataset.raw import atomic_write_json
+    from ..dataset.raw import atomic_write_json
 
     atomic_write_json(a.row, row)
     return 0

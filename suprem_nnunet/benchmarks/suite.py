@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m suprem_nnunet.benchmark [train|predict|preprocess] ...` (no subcommand: train).
+"""Benchmarks of the core stages: `python -m suprem_nnunet.benchmarks train|predict|preprocess|partial-labels|scale ...`.
 
 `train` (the default):
 * phantom generation: seconds per 64^3 case (target: <= 1 s);
@@ -10,11 +10,11 @@ process on the same model and CTs (the real CT in ../shared/data/real and synthe
 phantoms), mirroring off and on; prints wall time, peak memory, their ratios and per-class DSC.
 `preprocess`: nnU-Net's `DefaultPreprocessor` with its own resampling vs ours, same cases.
 `scale`: peak RSS and time per case of plan + preprocess + data loading for N phantom cases
-(`--cases 100 500`), each N in a fresh process; see `benchmarks_scale.py`.
+(`--cases 100 500`), each N in a fresh process; see `scale.py`.
 `partial-labels`: pre-training on merged partially labelled phantom sources with the marginal vs
 the naive loss (and optionally `--sample-by`), scored on a fully labelled held-out set; see
-`benchmarks_partial.py`.
-Prints a table and writes JSON (``--json FILE``). See `inference/benchmark_predict.py`.
+`partial_labels.py`.
+Prints a table and writes JSON (``--json FILE``). See `predict.py`.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 
 def bench_phantom(n: int = 3) -> float:
-    from .synth import PhantomGenerator
+    from ..synth import PhantomGenerator
 
     PhantomGenerator(0)((64, 64, 64), (5, 5, 5))  # warm-up (imports, caches)
     t = time.perf_counter()
@@ -37,8 +37,8 @@ def bench_phantom(n: int = 3) -> float:
 def bench_backbone(name: str, patch: int, iterations: int, device: str, num_classes: int = 32) -> Dict:
     import torch
 
-    from .networks import network_class
-    from .networks.registry import get_backbone
+    from ..networks import network_class
+    from ..networks.registry import get_backbone
 
     b = get_backbone(name)
     cls = network_class(name)
@@ -106,7 +106,7 @@ def run_data(args, predict: bool) -> List[Dict]:
 
     import torch
 
-    from .inference import benchmark_predict as bp
+    from . import predict as bp
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -143,7 +143,7 @@ def run_data(args, predict: bool) -> List[Dict]:
 
 
 def partial_parser(p: argparse.ArgumentParser) -> None:
-    from .benchmarks_partial import DEFAULT_ARMS, DEFAULT_SOURCES, SAMPLING_ARMS, PartialBenchConfig
+    from .partial_labels import DEFAULT_ARMS, DEFAULT_SOURCES, SAMPLING_ARMS, PartialBenchConfig
 
     d = PartialBenchConfig()
     p.add_argument("--out", default=str(d.out), help="work folder (data, runs, predictions, results.json)")
@@ -169,7 +169,7 @@ def run_partial(args) -> List[Dict]:
 
     import torch
 
-    from .benchmarks_partial import SAMPLING_ARMS, PartialBenchConfig, format_table, run_benchmark
+    from .partial_labels import SAMPLING_ARMS, PartialBenchConfig, format_table, run_benchmark
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.threads:
@@ -198,13 +198,13 @@ def run_partial(args) -> List[Dict]:
 
 
 def scale_parser(p: argparse.ArgumentParser) -> None:
-    from .benchmarks_scale import add_arguments
+    from .scale import add_arguments
 
     add_arguments(p)
 
 
 def run_scale(args) -> List[Dict]:
-    from .benchmarks_scale import run_cli
+    from .scale import run_cli
 
     return run_cli(args)
 
@@ -215,7 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("train", "predict", "preprocess", "partial-labels", "scale", "-h", "--help"):
         argv = ["train", *argv]  # the original behaviour, without a subcommand
-    p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmark", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     train_parser(sub.add_parser("train", help="phantom generation and one training iteration per backbone"))
@@ -236,5 +236,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def command(name: str):
+    """`main` with subcommand `name` first: the entry point `python -m suprem_nnunet.benchmarks <name>` calls."""
+    def run(argv: Optional[Sequence[str]] = None) -> int:
+        return main([name, *(argv or [])])
+
+    return run
+
+
+train_main, predict_main, preprocess_main = command("train"), command("predict"), command("preprocess")
+partial_labels_main, scale_main = command("partial-labels"), command("scale")

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 #: dotted name for plans
-INTENSITY_BAND_NET = "suprem_nnunet.inference.reference_nets.IntensityBandNet"
+INTENSITY_BAND_NET = "suprem_nnunet.benchmarks.reference_nets.IntensityBandNet"
 
 
 class IntensityBandNet(nn.Module):
@@ -84,8 +84,7 @@ def band_model(class_names: Sequence[str], path="band_model", **plans_kwargs):
     """A `TrainedModel` of IntensityBandNet with nnU-Net default plans (see `band_plans`); no training."""
     from pathlib import Path
 
-    from ..training.checkpoint import TrainedModel
-
+    from ..models.trained import TrainedModel
     plans = band_plans(len(class_names) + 1, **plans_kwargs)
     arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
     net = IntensityBandNet(1, len(class_names) + 1, **arch)

@@ -1,6 +1,11 @@
-"""Safe checkpoint reading: ``torch.load(weights_only=True)`` only, one-line errors naming the file."""
+"""Checkpoint files: safe reading (``torch.load(weights_only=True)`` only, one-line errors naming the
+file) and durable writing (a temporary name in the same folder, flushed, then renamed).
+
+Checkpoints are written to `.tmp-<pid>-<name>` in the same folder, flushed to disk and renamed, so a
+kill never leaves a truncated file under a checkpoint's name."""
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
@@ -9,6 +14,7 @@ import torch
 
 PathLike = Union[str, Path]
 StateDict = Dict[str, torch.Tensor]
+TEMP_PREFIX = ".tmp-"
 
 #: where a state dict may sit inside a checkpoint, in the order they are tried
 STATE_DICT_ENTRIES = ("net", "state_dict", "network_weights", "model", "model_state_dict")
@@ -79,3 +85,34 @@ def extract_state_dict(obj: Any, path: PathLike = "<checkpoint>") -> StateDict:
 def load_state_dict_file(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> StateDict:
     """`load_checkpoint` + `extract_state_dict`."""
     return extract_state_dict(load_checkpoint(path, map_location), path)
+
+
+def load_training_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict:
+    """An nnU-Net-style training checkpoint dict (numpy scalars admitted); arbitrary pickles are refused."""
+    ckpt = load_checkpoint(path, map_location, allow_numpy=True)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    return ckpt
+
+
+def temp_checkpoint_path(path: Union[str, Path]) -> Path:
+    """Where `path` is written before it is renamed into place (same folder, so the rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Flush `tmp` to disk, rename it to `path` (atomic on POSIX) and flush the folder entry."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a folder (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -105,7 +105,7 @@ def nnunet_predictor(model, mirror: bool, step: float, device: torch.device = to
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from .predict import build_network
+    from ..inference.predict import build_network
 
     with redirect_stdout(StringIO()):
         p = nnUNetPredictor(tile_step_size=step, use_mirroring=mirror, device=device, allow_tqdm=False)
@@ -138,7 +138,7 @@ def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[boo
     memory the largest. `device`: where both sides run the network (nnU-Net's predictor keeps its
     defaults there, e.g. everything on the device for CUDA); `warmup_image`: the image of the warm-up
     (default: the smallest case)."""
-    from .predict import make_predictor
+    from ..inference.predict import make_predictor
 
     model = benchmark_model(patch=patch, unet_features=unet_features)
     dev = torch.device(device)

@@ -1,5 +1,5 @@
 """Evidence for the importance score: does it find where the AI is wrong, and does revising what it
-flags help more than revising at random?  `python -m suprem_nnunet.review.benchmark --out DIR --seeds 0 1 2`
+flags help more than revising at random?  `python -m suprem_nnunet.benchmarks.flywheel --out DIR --seeds 0 1 2`
 
 1. Phantoms: a training set of normal cases, a *pool* to score with a known unusual subset
    (`UNUSUAL`: an organ missing, an enlarged liver, a displaced kidney, a very large liver tumour,
@@ -169,9 +169,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> Dict:
     from ..training.finetune import finetune
     from ..training.run import build_trainer, resolve_device, train
     from ..seeding import seed_everything
-    from .revisions import import_revisions
-    from .score import run_score
-    from .tta import tta_passes
+    from ..review.revisions import import_revisions
+    from ..review.score import run_score
+    from ..review.tta import tta_passes
 
     import torch
 
@@ -432,7 +432,7 @@ def format_seeds(st: Dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m suprem_nnunet.review.benchmark", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmarks flywheel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="review_benchmark")
     p.add_argument("--epochs", type=int, default=BenchmarkConfig.epochs)

@@ -1,0 +1,1 @@
+"""Model reading: trained nnU-Net model folders and checkpoints, for prediction and fine-tuning."""
