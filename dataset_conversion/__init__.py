@@ -5,17 +5,17 @@ dataset), `SOURCES` (the registry) and `BadInputError`.
 """
 from .errors import BadInputError, ConversionError
 from .registry import SOURCES, classes, create
+from .runner import convert as _convert
+from .merge import merge as _merge
 
 
 def convert(*args, **kwargs):
     """See `dataset_conversion.runner.convert`."""
-    from .runner import convert as _convert
     return _convert(*args, **kwargs)
 
 
 def merge(*args, **kwargs):
     """See `dataset_conversion.merge.merge`."""
-    from .merge import merge as _merge
     return _merge(*args, **kwargs)
 
 

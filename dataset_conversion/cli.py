@@ -16,11 +16,12 @@ from suprem_nnunet.cli.common import USER_ERRORS, debugging, report_error, stdou
 from suprem_nnunet.paths import setup_environment
 
 from .errors import BadInputError, ConversionError
+from .registry import SOURCES, classes, get
+from .merge import merge
+from .runner import convert
 
 
 def _list() -> str:
-    from .registry import SOURCES, classes
-
     lines = []
     for key, info in SOURCES.items():
         cl = classes(key)
@@ -83,7 +84,6 @@ def _main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "merge":
         a = _merge_parser().parse_args(argv[1:])
-        from .merge import merge
         report = merge(a.datasets, a.dataset_id, a.name, a.num_workers, progress=not a.no_progress)
     else:
         parser = _convert_parser()
@@ -93,8 +93,6 @@ def _main(argv: Optional[List[str]] = None) -> int:
             return 0
         if not a.source or not a.input_dir:
             parser.error("SOURCE and INPUT_DIR are required (or --list, or merge)")
-        from .registry import get
-        from .runner import convert
         info = get(a.source)
         options = {"groups": a.groups, "images": a.images}
         report = convert(a.source, a.input_dir, a.dataset_id or info.default_id, a.name, a.num_workers,

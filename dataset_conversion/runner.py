@@ -31,6 +31,7 @@ from .base import Converter, LoadedCase, SourceCase
 from .errors import BadInputError, ConversionError
 from .labelspace import tumor_host_classes, tumor_hosts
 from .report import Report
+from .registry import create, get
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ def check_annotated(label_file: Any, record: Mapping[str, Any]) -> None:
 
 def _convert_one(key: str, options: Dict, case: SourceCase, folder: str) -> Tuple[str, Any]:
     """Worker: read, map and write one case. Returns ('ok', record) or ('bad', (file, problem))."""
-    from .registry import create
-
     conv = create(key, options)
     try:
         loaded: LoadedCase = conv.load(case)
@@ -178,8 +177,6 @@ def convert(source: str, input_dir: Path, dataset_id: int, name: Optional[str] =
     Without `skip_bad` the first bad case raises `BadInputError`; with it, bad cases are skipped
     and listed in the report.
     """
-    from .registry import create, get
-
     info = get(source)
     conv: Converter = create(source, options)
     input_dir = Path(input_dir)
@@ -205,8 +202,6 @@ def convert(source: str, input_dir: Path, dataset_id: int, name: Optional[str] =
 
 def _convert_cases(source: str, conv: Converter, cases: List[SourceCase], folder: Path, writer: CaseWriter,
                    num_workers: int, skip_bad: bool, progress: bool) -> Report:
-    from .registry import get
-
     info = get(source)
     writer.prepare({"source": source, "options": conv.options, "classes": conv.classes})
     report = Report(source, folder.name, list(conv.classes), partial_classes=list(conv.partial_classes),

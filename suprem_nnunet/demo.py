@@ -14,6 +14,15 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from . import paths
+from .evaluation.evaluate import evaluate_folders
+from .inference.predict import predict
+from .planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
+from .synth.dataset import make_phantom_dataset
+from .training.base import SupremPretrainer, TrainingBudget
+from .training.finetune import finetune
+from .training.run import build_trainer, resolve_device, train
+from .evaluation.compare import paired_comparison
+from .evaluation.figures import label_slices, score_bars
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +70,6 @@ def _stage(cfg: DemoConfig, name: str, t0: float) -> None:
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run every stage; returns the path of report.md."""
-    from .evaluation.evaluate import evaluate_folders
-    from .inference.predict import predict
-    from .planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
-    from .synth.dataset import make_phantom_dataset
-    from .training.base import SupremPretrainer, TrainingBudget
-    from .training.finetune import finetune
-    from .training.run import build_trainer, resolve_device, train
 
     out = Path(cfg.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +117,6 @@ def write_report(cfg: DemoConfig, out: Path, target: Path, pre_dir: Path, arms: 
     """report.md with the per-class table of both arms, a bar chart PNG and a slice PNG."""
     import SimpleITK as sitk
 
-    from .evaluation.compare import paired_comparison
-    from .evaluation.figures import label_slices, score_bars
 
     names = list(next(iter(results.values()))["summary"])
     dsc = {arm: {c: r["summary"][c]["dsc"]["mean"] for c in names} for arm, r in results.items()}

@@ -35,6 +35,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import paths
+from ..synth.phantom import PhantomGenerator, _Shape
+from ..dataset.raw import write_image, dataset_name, write_annotated_classes, write_dataset_json
+from ..evaluation.evaluate import evaluate_folders
+from ..inference.predict import predict
+from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
+from ..training.base import SupremPretrainer, TrainingBudget
+from ..training.finetune import finetune
+from ..training.run import build_trainer, resolve_device, train
+from ..seeding import seed_everything
+from ..review.revisions import import_revisions
+from ..review.score import run_score
+from ..review.tta import tta_passes
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +89,6 @@ class BenchmarkConfig:
 
 def make_unusual_generator(seed: int, kind: Optional[str]):
     """A PhantomGenerator whose anatomy is changed for `kind` (None: a normal case)."""
-    from ..synth.phantom import PhantomGenerator, _Shape
-
     class Unusual(PhantomGenerator):
         def _anatomy(self):
             shapes = super()._anatomy()
@@ -102,8 +112,6 @@ def make_unusual_generator(seed: int, kind: Optional[str]):
 def write_cases(folder: Path, split: str, cases: Sequence[Tuple[str, Optional[str], int]],
                 cfg: BenchmarkConfig) -> None:
     """Write (case, kind, seed) phantoms to images<split>/labels<split> of a raw dataset folder."""
-    from ..dataset.raw import write_image
-
     for sub in (f"images{split}", f"labels{split}"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for case, kind, seed in cases:
@@ -137,8 +145,6 @@ def case_lists(cfg: BenchmarkConfig) -> Dict[str, List[Tuple[str, Optional[str],
 
 def case_errors(pred_dir: Path, gt_dir: Path) -> Dict[str, float]:
     """{case: 1 − mean DSC over classes} (NaN class scores, both masks empty, left out)."""
-    from ..evaluation.evaluate import evaluate_folders
-
     res = evaluate_folders(pred_dir, gt_dir, None, labels={c: i + 1 for i, c in enumerate(CLASSES)})
     per: Dict[str, List[float]] = {}
     for r in res["per_case"]:
@@ -162,16 +168,6 @@ def run_benchmark(cfg: BenchmarkConfig) -> Dict:
 
     from scipy.stats import spearmanr
 
-    from ..dataset.raw import dataset_name, write_annotated_classes, write_dataset_json
-    from ..inference.predict import predict
-    from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
-    from ..training.base import SupremPretrainer, TrainingBudget
-    from ..training.finetune import finetune
-    from ..training.run import build_trainer, resolve_device, train
-    from ..seeding import seed_everything
-    from ..review.revisions import import_revisions
-    from ..review.score import run_score
-    from ..review.tta import tta_passes
 
     import torch
 
@@ -301,8 +297,6 @@ def _link(src: Path, dst: Path, copy: bool = False) -> None:
 
 
 def _held_out_errors(model_dir: Path, held_dir: Path, pred: Path) -> Dict[str, float]:
-    from ..inference.predict import predict
-
     predict(held_dir / "images", pred, model_dir)
     return case_errors(pred, held_dir / "labels")
 

@@ -17,7 +17,7 @@ Parts, each in its own try/except (a failure is recorded with its message and th
   FLOPs x iterations/s over the GPU's dense fp16/bf16 tensor-core peak (PEAK_TFLOPS).
 * `predict` (c): our predictor (`inference.predict.make_predictor`, what `suprem_predict --device
   cuda` runs) vs nnunetv2's `nnUNetPredictor` on a 512x512x300 band phantom with mirroring, both on
-  the device (`inference/benchmark_predict.py`): wall times, their ratio, min DSC between the masks.
+  the device (`benchmarks/predict.py`): wall times, their ratio, min DSC between the masks.
 * `finetune` (d): `suprem_finetune --pretrained FILE` (the command, in a subprocess) from a release-layout
   U-Net checkpoint (`zoo.layouts.release_like_checkpoint`, the release's width) for a few iterations:
   finite losses, head_mapping.json written.
@@ -53,6 +53,21 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from ..labels.table import ATLAS_CLASSES, ATLAS_IDS
+from ..synth import PHANTOM_CLASSES, PhantomGenerator
+from ..planning.planner import PlanningCaps, plan_and_preprocess
+from ..synth.dataset import make_phantom_dataset
+from ..seeding import seed_everything
+from ..training.base import SupremPretrainer, hosted_channel_pairs
+from ..training.run import build_trainer, load_preprocessed_plans
+from ..networks import network_class
+from ..training.loss import PartialLabelDiceCELoss
+from ..planning.presets import load_preset
+from . import predict as bp
+from ..networks.checkpoint import load_training_checkpoint
+from ..zoo.layouts import release_like_checkpoint
+from ..dataset.raw import atomic_write_json
+from ..paths import setup_environment
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +210,6 @@ def peak_tflops(device_name: str) -> Optional[float]:
 def make_phantoms(n: int, size: int, spacing: float, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]:
     """`n` phantoms of `size`^3 voxels: (image scaled to [0, 1] by the presets' HU window (float32),
     label with AbdomenAtlas ids 1..32 (uint8))."""
-    from ..labels.table import ATLAS_CLASSES, ATLAS_IDS
-    from ..synth import PHANTOM_CLASSES, PhantomGenerator
 
     drawn = [c for c in ATLAS_CLASSES if c in PHANTOM_CLASSES]
     lut = np.array([0] + [ATLAS_IDS[c] for c in drawn], np.uint8)
@@ -254,9 +267,6 @@ def _need_data(ctx: Context) -> None:
 def make_dataset(ctx: Context) -> Dict:
     """Phantoms as an nnU-Net raw dataset, fingerprinted, planned (nnU-Net's ExperimentPlanner, its
     default GPU target) and preprocessed for 3d_fullres: the data of parts a, d and e."""
-    from ..planning.planner import PlanningCaps, plan_and_preprocess
-    from ..synth import PHANTOM_CLASSES
-    from ..synth.dataset import make_phantom_dataset
 
     s = ctx.sizes
     t = time.perf_counter()
@@ -315,9 +325,6 @@ def part_trainers(ctx: Context) -> Dict:
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from ..seeding import seed_everything
-    from ..training.base import SupremPretrainer
-    from ..training.run import build_trainer, load_preprocessed_plans
 
     _need_data(ctx)
     s, dev = ctx.sizes, torch.device(ctx.device)
@@ -362,11 +369,6 @@ def flops_per_iteration(net, loss_fn, x, y, amp_dtype, amp: bool) -> int:
 def bench_preset(backbone: str, ctx: Context, phantoms) -> Dict:
     import torch
 
-    from ..labels.table import ATLAS_CLASSES
-    from ..networks import network_class
-    from ..training.base import hosted_channel_pairs
-    from ..training.loss import PartialLabelDiceCELoss
-    from ..planning.presets import load_preset
 
     s, dev = ctx.sizes, torch.device(ctx.device)
     preset = load_preset(backbone)
@@ -461,7 +463,6 @@ def part_presets(ctx: Context) -> Dict:
 def part_predict(ctx: Context) -> Dict:
     import torch
 
-    from ..inference import benchmark_predict as bp
 
     s = ctx.sizes
     folder = ctx.out / "predict"
@@ -487,8 +488,6 @@ def part_predict(ctx: Context) -> Dict:
 def part_finetune(ctx: Context, remaining_s: float) -> Dict:
     import torch
 
-    from ..networks.checkpoint import load_training_checkpoint
-    from ..zoo.layouts import release_like_checkpoint
 
     _need_data(ctx)
     s = ctx.sizes
@@ -699,8 +698,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     import torch
 
-    from ..dataset.raw import atomic_write_json
-    from ..paths import setup_environment
 
     start = time.perf_counter()
     setup_environment(str(out / "nnunet"))

@@ -16,6 +16,13 @@ import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+from ..dataset.raw import atomic_write_json
+from ..seeding import seed_everything
+from ..training import ddp
+from ..training.base import SupremPretrainer, TrainingBudget
+from ..networks.checkpoint import load_training_checkpoint
+from ..training.resume import read_resume_checkpoint
+from ..training.run import build_trainer, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +45,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from torch import distributed as dist
 
-    from ..dataset.raw import atomic_write_json
-    from ..seeding import seed_everything
-    from ..training import ddp
-    from ..training.base import SupremPretrainer, TrainingBudget
-    from ..networks.checkpoint import load_training_checkpoint
-    from ..training.resume import read_resume_checkpoint
-    from ..training.run import build_trainer, train
 
     device = torch.device(args.device)
     backend = ddp.backend_for(device)

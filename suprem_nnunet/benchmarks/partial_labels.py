@@ -29,6 +29,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import paths
+from ..training.base import PARTIAL_LOSSES, SupremPretrainer, TrainingBudget
+from ..training.sampling import check_sample_by
+from dataset_conversion.labelspace import unified_order
+from ..synth import get_profile
+from dataset_conversion.merge import merge
+from ..dataset.raw import dataset_name
+from ..synth.dataset import make_phantom_dataset, make_profile_dataset
+from ..evaluation.evaluate import evaluate_folders
+from ..inference.predict import predict
+from ..planning.planner import plans_name_for, PlanningCaps, plan_and_preprocess
+from ..training.run import build_trainer, resolve_device, train
+from ..labels import host_of
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +78,6 @@ class PartialBenchConfig:
 
 def parse_arm(arm: str) -> Tuple[str, str]:
     """'marginal' -> ('marginal', 'case'); 'marginal:source' -> ('marginal', 'source'); ValueError otherwise."""
-    from ..training.base import PARTIAL_LOSSES
-    from ..training.sampling import check_sample_by
 
     loss, _, sample_by = arm.partition(":")
     if loss not in PARTIAL_LOSSES:
@@ -77,8 +87,6 @@ def parse_arm(arm: str) -> Tuple[str, str]:
 
 def annotation_counts(sources: Sequence[Tuple[str, int]]) -> Dict[str, int]:
     """Class -> number of sources annotating it, in unified order."""
-    from dataset_conversion.labelspace import unified_order
-    from ..synth import get_profile
 
     counts: Dict[str, int] = {}
     for name, _ in sources:
@@ -95,10 +103,6 @@ def minority_classes(counts: Dict[str, int], num_sources: int) -> List[str]:
 
 def make_data(cfg: PartialBenchConfig) -> Tuple[str, Path, Dict[str, int]]:
     """Phantom sources -> merged pre-training set (name) and a fully labelled held-out set (folder)."""
-    from dataset_conversion.merge import merge
-    from ..dataset.raw import dataset_name
-    from ..synth import get_profile
-    from ..synth.dataset import make_phantom_dataset, make_profile_dataset
 
     raw = paths.raw_root()
     ids = []
@@ -122,11 +126,6 @@ def make_data(cfg: PartialBenchConfig) -> Tuple[str, Path, Dict[str, int]]:
 
 def run_arm(cfg: PartialBenchConfig, arm: str, dataset: str, heldout: Path) -> Dict:
     """Pre-train one arm in its own results folder, predict the held-out set, evaluate; returns the metrics."""
-    from ..evaluation.evaluate import evaluate_folders
-    from ..inference.predict import predict
-    from ..planning.planner import plans_name_for
-    from ..training.base import SupremPretrainer, TrainingBudget
-    from ..training.run import build_trainer, resolve_device, train
 
     loss, sample_by = parse_arm(arm)
     slug = arm.replace(":", "_")
@@ -198,8 +197,6 @@ def table_rows(results: Dict[str, Dict], counts: Dict[str, int], num_sources: in
 
 def summarise(rows: List[Dict]) -> Dict[str, Dict[str, float]]:
     """Per arm: mean DSC over all classes, minority classes and minority organs (NaN-aware)."""
-    from ..labels import host_of
-
     out: Dict[str, Dict[str, float]] = {}
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
@@ -235,8 +232,6 @@ def format_table(rows: List[Dict], summary: Dict[str, Dict[str, float]]) -> List
 
 def run_benchmark(cfg: PartialBenchConfig) -> Dict:
     """Make data, plan, train and evaluate every arm; returns {'rows', 'summary', 'config', ...}."""
-    from ..planning.planner import PlanningCaps, plan_and_preprocess
-
     for arm in cfg.arms:
         parse_arm(arm)  # fail before anything runs
     cfg.out = Path(cfg.out).absolute()

@@ -25,6 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from .reference_nets import band_phantom, band_model
+from ..labels import ATLAS_CLASSES
+from ..inference.predict import build_network, make_predictor
+from ..preprocessing.run import SupremPreprocessor
 
 log = logging.getLogger(__name__)
 REAL_CT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "totalseg_example_sm" / "ct.nii.gz"
@@ -71,7 +75,6 @@ def phantom_file(folder: Path, shape_zyx: Sequence[int], spacing_xyz=(0.8, 0.8, 
     """A band phantom CT; its label map is written next to it (`label_file` finds it)."""
     import SimpleITK as sitk
 
-    from .reference_nets import band_phantom
 
     hu, labels = band_phantom(shape_zyx, num_classes, seed=0)
     f = folder / f"phantom_{'x'.join(map(str, shape_zyx))}.nii.gz"
@@ -91,8 +94,6 @@ def label_file(image: Path) -> Optional[Path]:
 
 
 def benchmark_model(num_classes: int = 32, patch: int = 64, unet_features: int = 8):
-    from ..labels import ATLAS_CLASSES
-    from .reference_nets import band_model
 
     names = [c if isinstance(c, str) else c.name for c in ATLAS_CLASSES][:num_classes]
     return band_model(names, spacing=(1.5, 1.5, 1.5), patch=(patch,) * 3, unet_features=unet_features)
@@ -105,7 +106,6 @@ def nnunet_predictor(model, mirror: bool, step: float, device: torch.device = to
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from ..inference.predict import build_network
 
     with redirect_stdout(StringIO()):
         p = nnUNetPredictor(tile_step_size=step, use_mirroring=mirror, device=device, allow_tqdm=False)
@@ -138,8 +138,6 @@ def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[boo
     memory the largest. `device`: where both sides run the network (nnU-Net's predictor keeps its
     defaults there, e.g. everything on the device for CUDA); `warmup_image`: the image of the warm-up
     (default: the smallest case)."""
-    from ..inference.predict import make_predictor
-
     model = benchmark_model(patch=patch, unet_features=unet_features)
     dev = torch.device(device)
     if warmup and cases:  # one-time costs (lazy imports, oneDNN kernel generation) before anything is timed
@@ -194,7 +192,6 @@ def bench_preprocess(cases: Sequence[Tuple[str, Path]]) -> List[Dict]:
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from ..preprocessing.run import SupremPreprocessor
 
     model = benchmark_model(unet_features=0)
     pm = PlansManager(model.plans)

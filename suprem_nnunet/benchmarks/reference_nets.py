@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+from ..models.trained import TrainedModel
 
 #: dotted name for plans
 INTENSITY_BAND_NET = "suprem_nnunet.benchmarks.reference_nets.IntensityBandNet"
@@ -84,7 +85,6 @@ def band_model(class_names: Sequence[str], path="band_model", **plans_kwargs):
     """A `TrainedModel` of IntensityBandNet with nnU-Net default plans (see `band_plans`); no training."""
     from pathlib import Path
 
-    from ..models.trained import TrainedModel
     plans = band_plans(len(class_names) + 1, **plans_kwargs)
     arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
     net = IntensityBandNet(1, len(class_names) + 1, **arch)

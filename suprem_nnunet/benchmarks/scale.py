@@ -34,6 +34,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+from ..planning.fingerprint import SupremFingerprintExtractor
+from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
+from ..synth.dataset import make_phantom_dataset
+from ..dataset.raw import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +164,6 @@ def draw_batches(preprocessed: Path, plans_identifier: str, configuration: str, 
 def run_one(n: int, cfg: ScaleConfig) -> Dict:
     """Synthesise, plan + preprocess and load `n` cases in this process (the nnU-Net folders must be
     set in the environment before nnunetv2 is imported). One result row."""
-    from ..planning.fingerprint import SupremFingerprintExtractor
-    from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
-    from ..synth.dataset import make_phantom_dataset
 
     if cfg.nnunet_fingerprint:  # nnU-Net's own settings: every case, 10^8 foreground voxels
         SupremFingerprintExtractor.max_cases = 10 ** 9
@@ -282,7 +283,6 @@ def _child(argv: Sequence[str]) -> int:
     c = json.loads(a.config)
     cfg = ScaleConfig(**{**c, "out": Path(c["out"])})
     row = run_one(a.one, cfg)
-    from ..dataset.raw import atomic_write_json
 
     atomic_write_json(a.row, row)
     return 0

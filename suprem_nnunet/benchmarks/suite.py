@@ -22,11 +22,15 @@ import argparse
 import json
 import time
 from typing import Dict, List, Optional, Sequence
+from ..synth import PhantomGenerator
+from ..networks import network_class
+from ..networks.registry import get_backbone
+from . import predict as bp
+from .partial_labels import DEFAULT_ARMS, DEFAULT_SOURCES, SAMPLING_ARMS, PartialBenchConfig, format_table, run_benchmark
+from .scale import add_arguments, run_cli
 
 
 def bench_phantom(n: int = 3) -> float:
-    from ..synth import PhantomGenerator
-
     PhantomGenerator(0)((64, 64, 64), (5, 5, 5))  # warm-up (imports, caches)
     t = time.perf_counter()
     for i in range(n):
@@ -37,8 +41,6 @@ def bench_phantom(n: int = 3) -> float:
 def bench_backbone(name: str, patch: int, iterations: int, device: str, num_classes: int = 32) -> Dict:
     import torch
 
-    from ..networks import network_class
-    from ..networks.registry import get_backbone
 
     b = get_backbone(name)
     cls = network_class(name)
@@ -106,7 +108,6 @@ def run_data(args, predict: bool) -> List[Dict]:
 
     import torch
 
-    from . import predict as bp
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -143,8 +144,6 @@ def run_data(args, predict: bool) -> List[Dict]:
 
 
 def partial_parser(p: argparse.ArgumentParser) -> None:
-    from .partial_labels import DEFAULT_ARMS, DEFAULT_SOURCES, SAMPLING_ARMS, PartialBenchConfig
-
     d = PartialBenchConfig()
     p.add_argument("--out", default=str(d.out), help="work folder (data, runs, predictions, results.json)")
     p.add_argument("--sources", nargs="+", default=[f"{n}:{k}" for n, k in DEFAULT_SOURCES],
@@ -169,7 +168,6 @@ def run_partial(args) -> List[Dict]:
 
     import torch
 
-    from .partial_labels import SAMPLING_ARMS, PartialBenchConfig, format_table, run_benchmark
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.threads:
@@ -198,14 +196,10 @@ def run_partial(args) -> List[Dict]:
 
 
 def scale_parser(p: argparse.ArgumentParser) -> None:
-    from .scale import add_arguments
-
     add_arguments(p)
 
 
 def run_scale(args) -> List[Dict]:
-    from .scale import run_cli
-
     return run_cli(args)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..synth.subtype_lesion import PANCREAS_LESION_SUBTYPES
+from ..dataset.cases import list_inputs
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,6 @@ def _raise(path: Path, problems: List[str]) -> None:
 def case_images(folder: PathLike) -> Dict[str, List[str]]:
     """{case: image files} of an images folder (nnU-Net's `<case>_0000.nii.gz` naming when every
     file follows it, else one case per file named by its stem), as `suprem_predict` reads it."""
-    from ..dataset.cases import list_inputs
-
     return list_inputs(folder, 1)
 
 

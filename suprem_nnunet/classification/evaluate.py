@@ -27,6 +27,8 @@ import numpy as np
 from scipy import stats
 
 from .data import SUBTYPES, canonical_subtype, read_case_labels
+from ..dataset.raw import atomic_write_bytes, atomic_write_json, atomic_save_figure
+from ..evaluation.figures import default_style, pyplot
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +192,6 @@ def evaluate_arms(arms: Mapping[str, PathLike], labels_csv: PathLike, output: Pa
     """Evaluate each arm's scores (e.g. {"pre-trained": a.csv, "scratch": b.csv}), compare the first
     two with DeLong's paired test on their common cases, write classification_metrics.json/.csv,
     confusion_matrix_<arm>.csv and roc.png under `output`; returns the results."""
-    from ..dataset.raw import atomic_write_bytes, atomic_write_json
-
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     results = {arm: evaluate_scores(path, labels_csv) for arm, path in arms.items()}
@@ -255,8 +255,6 @@ def roc_figure(results: Mapping[str, Dict], path: PathLike, title: str = "") -> 
     """One panel per sub-type (lesion-free last, and only if scored), one ROC curve per arm with
     its AUC [95% CI] in the legend and its Youden point marked, chance diagonal dashed (the layout
     of the SuPreM paper's Fig 3). A panel whose AUC is undefined says so."""
-    from ..dataset.raw import atomic_save_figure
-    from ..evaluation.figures import default_style, pyplot
 
     with default_style():
         return atomic_save_figure(_roc_figure(pyplot(), results, title), path, dpi=130)

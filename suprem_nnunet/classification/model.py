@@ -30,6 +30,10 @@ from torch import nn
 
 from ..networks.registry import get_backbone
 from .encoder import encoder_features, load_encoder_weights
+from ..training.finetune import load_pretrained
+from ..networks import network_class
+from ..networks.checkpoint import replace_durably, temp_checkpoint_path, load_training_checkpoint
+from ..zoo.predict import SUPREM_PREPROCESSING
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,6 @@ class EncoderSpec:
     def default_patch(self) -> Tuple[int, ...]:
         if self.plans is not None:
             return tuple(int(v) for v in self.plans["configurations"][self.configuration]["patch_size"])
-        from ..zoo.predict import SUPREM_PREPROCESSING
 
         return tuple(int(v) for v in SUPREM_PREPROCESSING.get("roi_size", (96, 96, 96)))
 
@@ -72,8 +75,6 @@ def pretrained_encoder(spec: Optional[str], configuration: str = "3d_fullres"):
     """(EncoderSpec, state_dict) of a pre-trained checkpoint: a file or model folder of ours, a zoo
     name or a released checkpoint file, or None / 'latest' for the most recent pre-training run
     (the same resolution as `suprem_finetune --pretrained`)."""
-    from ..training.finetune import load_pretrained
-
     src = load_pretrained(spec)
     get_backbone(src.backbone)
     if src.model is not None:
@@ -99,7 +100,6 @@ def build_network(spec: EncoderSpec) -> nn.Module:
         n_in = determine_num_input_channels(pm, cm, spec.dataset_json)
         n_out = pm.get_label_manager(spec.dataset_json).num_segmentation_heads
         return nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
-    from ..networks import network_class
 
     return network_class(spec.backbone)(input_channels=1, num_classes=2, deep_supervision=False, **spec.arch_kwargs)
 
@@ -159,7 +159,6 @@ def make_classifier(spec: EncoderSpec, classes: Sequence[str], patch_size: Seque
 def save_classifier(path: PathLike, model: SubtypeClassifier, spec: EncoderSpec, classes: Sequence[str],
                     patch_size: Sequence[int], info: dict) -> Path:
     """The checkpoint described in the module docstring, written to a temporary name and renamed."""
-    from ..networks.checkpoint import replace_durably, temp_checkpoint_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {"format": CHECKPOINT_FORMAT, "classes": list(classes), "backbone": spec.backbone,
@@ -184,7 +183,6 @@ def find_classifier(path: PathLike) -> Path:
 def load_classifier(path: PathLike) -> Tuple[SubtypeClassifier, EncoderSpec, dict]:
     """(model in eval mode, encoder spec, checkpoint dict) of a classifier checkpoint or its folder.
     One-line ValueError when the file is not a classifier or its head does not fit its encoder."""
-    from ..networks.checkpoint import load_training_checkpoint
     p = find_classifier(path)
     ckpt = load_training_checkpoint(p)
     fmt = ckpt.get("format")

@@ -46,6 +46,9 @@ import numpy as np
 from ..labels import canonical, host_of
 from ..synth.subtype_lesion import SUBTYPE_SEG_CLASSES
 from .model import EncoderSpec
+from ..networks.registry import get_backbone
+from ..zoo.predict import SUPREM_PREPROCESSING, preprocess_ct
+from ..preprocessing.plans_manager import as_suprem
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +178,6 @@ class CasePreprocessor:
         if spec.plans is not None:
             from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-            from ..preprocessing.plans_manager import as_suprem
 
             self.pm = as_suprem(PlansManager(spec.plans))
             self.cm = self.pm.get_configuration(spec.configuration)
@@ -204,7 +206,6 @@ class CasePreprocessor:
     def _release_case(self, image_files: List[str], seg_file: Optional[str]):
         import SimpleITK as sitk
 
-        from ..zoo.predict import SUPREM_PREPROCESSING, preprocess_ct
 
         preset = {**SUPREM_PREPROCESSING, "intensity": {"clip": list(self.window), "scale_to": [0.0, 1.0]}}
         arr, grid = preprocess_ct(sitk.ReadImage(str(image_files[0])), preset)
@@ -257,8 +258,6 @@ def preprocess_cases(pre: Callable, images: dict, segs: Optional[dict] = None) -
 
 def patch_for(spec: EncoderSpec, patch: Optional[Sequence[int]]) -> Tuple[int, ...]:
     """The patch size: `patch` when given (checked against the backbone's divisibility), else the plans'."""
-    from ..networks.registry import get_backbone
-
     if patch is None:
         return spec.default_patch
     div = get_backbone(spec.backbone).divisible_by

@@ -23,6 +23,8 @@ from typing import Dict, List, Union
 import numpy as np
 
 from .data import PANCREAS_LESION_SUBTYPES, SUBTYPES, canonical_subtype
+from ..inference.outputs import read_probabilities
+from ..dataset.raw import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,6 @@ def read_case_probabilities(path: Path) -> Dict[str, np.ndarray]:
     classes than it has channels."""
     import zipfile
 
-    from ..inference.outputs import read_probabilities
 
     try:
         z = read_probabilities(path)
@@ -83,8 +84,6 @@ def read_case_probabilities(path: Path) -> Dict[str, np.ndarray]:
 def scores_from_probabilities(folder: PathLike, output_csv: PathLike, volume_ml: float = DEFAULT_VOLUME_ML) -> Path:
     """scores.csv (as `suprem_classify predict` writes) from a folder of `<case>.npz` probability files;
     every file is checked before scores.csv is written (temporary file, then renamed)."""
-    from ..dataset.raw import atomic_write_bytes
-
     files = sorted(Path(folder).glob("*.npz"))
     if not files:
         raise FileNotFoundError(f"{folder}: no <case>.npz probability files (suprem_predict --save-probabilities)")

@@ -38,6 +38,9 @@ from ..training.lr_schedule import warmup_cosine_lr
 from .data import SUBTYPES, dataset_cases
 from .model import CHECKPOINT_NAME, EncoderSpec, SubtypeClassifier, make_classifier, pretrained_encoder, save_classifier
 from .preprocess import CLASSIFICATION_WINDOW_HU, ROI_MARGIN_MM, Case, CasePreprocessor, case_patch, patch_for, preprocess_cases
+from .model import load_classifier
+from ..dataset.raw import atomic_write_bytes
+from .data import case_images
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +265,6 @@ def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels
     """Scores of every case of {case: image files}. A model trained on ROI-masked patches needs
     `roi_labels` (ValueError otherwise); a case without an ROI there is not scored (one warning line
     naming it and its label map)."""
-    from .model import load_classifier
-
     model, spec, ckpt = load_classifier(model_path)
     pre = checkpoint_preprocessor(spec, ckpt)
     segs = roi_files(images, roi_labels)
@@ -285,8 +286,6 @@ def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels
 
 def write_scores(scores: Scores, output_csv: Path) -> Path:
     """scores.csv: case, one score per class, prediction (written to a temporary file, then renamed)."""
-    from ..dataset.raw import atomic_write_bytes
-
     lines = ["case," + ",".join(scores.classes) + ",prediction"]
     for case, s in scores.scores.items():
         lines.append(f"{case}," + ",".join(f"{v:.6f}" for v in s) + f",{scores.classes[int(np.argmax(s))]}")
@@ -300,8 +299,6 @@ def predict_folder(inputs: Path, model_path: Path, output_csv: Path, roi_labels:
                    device: torch.device = torch.device("cpu")) -> Path:
     """scores.csv (case, one softmax score per class, prediction) for every image of `inputs` that
     has an ROI (see `predict_scores`); ValueError when no case could be scored."""
-    from .data import case_images
-
     res = predict_scores(case_images(inputs), model_path, roi_labels, device)
     if not res.scores:
         raise ValueError(f"{roi_labels}: no case of {inputs} has a pancreas or lesion voxel in its label map; "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
+from .dicom_io import quiet_itk
 
 PathLike = Union[str, Path]
 #: a header claiming more voxels than this is refused before reading (a 512 x 512 x 2000 CT is 5.2e8)
@@ -113,7 +114,6 @@ def check_image_file(path: PathLike, what: str = "image", finite: bool = False, 
         problem = nifti_problem(path)
         if problem:
             raise ValueError(f"{path}: {problem.replace('unreadable or corrupt file', f'cannot be read as {_a(what)}, corrupt file')}")
-    from .dicom_io import quiet_itk
 
     detached = detached_data_problem(path)
     if detached:
@@ -148,7 +148,6 @@ def read_checked_image(path: PathLike, what: str = "image"):
     """`check_image_file`, then the image itself (a 4D file of one volume squeezed to 3D)."""
     import SimpleITK as sitk
 
-    from .dicom_io import quiet_itk
 
     check_image_file(path, what)
     try:

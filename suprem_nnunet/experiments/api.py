@@ -11,6 +11,8 @@ from .execute import Context, pretrained_weights, run_one
 from .protocol import SCALES, ProtocolError, load_protocol, protocol_file
 from .report import write_report
 from .runner import RunFn, run_sweep
+from ..training.run import resolve_device
+from .classification_run import run_classification
 
 log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("suprem_experiments")
@@ -39,12 +41,9 @@ def run_protocol(protocol: Union[str, Path], scale: str = "phantom", trials: Opt
     if scale == "phantom":
         paths.setup_environment(str(out / "data"))
         ensure_phantoms(sorted(datasets))
-    from ..training.run import resolve_device
 
     ctx = Context(out, scale, sc, datasets, str(resolve_device(device)), seed=seed)
     if run_fn is None and p.design == "classification":
-        from .classification_run import run_classification
-
         run_fn = run_classification
     if jobs < 1:
         raise ProtocolError(f"--jobs must be at least 1, got {jobs}")

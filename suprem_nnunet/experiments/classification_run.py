@@ -32,6 +32,11 @@ from ..dataset.raw import atomic_write_json
 from ..locking import file_lock
 from ..seeding import seed_everything
 from .execute import Context, RunSpec, _predict, pretrained_weights, pretraining_key
+from ..classification.preprocess import roi_label_ids, preprocess_cases
+from ..classification.data import SUBTYPES, case_images, read_case_labels
+from ..classification.hand_features import ARM as HAND, fit_hand_features
+from ..classification.train import predict_scores, roi_files, train_classifier, training_set
+from ..training.run import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,6 @@ def roi_dice(pred_dir: Path, truth_dir: Path, cases: List[str]) -> Dict[str, flo
     """Per case: Dice of the predicted ROI (pancreas + lesion classes) against the ground truth's."""
     import SimpleITK as sitk
 
-    from ..classification.preprocess import roi_label_ids
 
     out = {}
     for c in cases:
@@ -111,11 +115,6 @@ def check_test_labels(labels_file: Path, labels: Mapping[str, str], cases: List[
 def run_classification(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
     """Train, predict and score one run; rows: arm, case, class (sub-type), truth (1: the case is of
     that sub-type), score (softmax score, or the baseline's probability); see the module docstring."""
-    from ..classification.data import SUBTYPES, case_images, read_case_labels
-    from ..classification.hand_features import ARM as HAND, fit_hand_features
-    from ..classification.preprocess import preprocess_cases
-    from ..classification.train import predict_scores, roi_files, train_classifier, training_set
-    from ..training.run import resolve_device
 
     target = ctx.datasets[spec.target]
     raw = paths.raw_root() / target.name

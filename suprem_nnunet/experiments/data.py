@@ -13,6 +13,11 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import paths
 from .protocol import PROTOCOL_DIR, Protocol, ProtocolError, Scale
+from dataset_conversion.registry import SOURCES
+from ..networks.registry import get_backbone
+from ..zoo.catalog import catalog
+from ..zoo.store import read_index
+from ..synth.dataset import make_phantom_dataset, make_subtype_dataset
 
 log = logging.getLogger(__name__)
 PHANTOM_FILE = "phantom_datasets.json"
@@ -102,8 +107,6 @@ def _count(folder: Path, sub: str) -> int:
 
 
 def _convert_hint(protocol: Protocol, scale: Scale, dataset_id: int) -> str:
-    from dataset_conversion.registry import SOURCES
-
     target = next((t for t in scale.targets if t.dataset == dataset_id), None)
     key = target.convert if target and target.convert else next(
         (k for k, s in SOURCES.items() if s.default_id == dataset_id), None)
@@ -120,8 +123,6 @@ def check_data(protocol: Protocol, scale_name: str) -> Dict[int, DatasetInfo]:
     `ensure_phantoms`). Full scale: every dataset must exist under nnUNet_raw and every zoo model
     must be imported. Raises ProtocolError (one line) naming the first problem and how to fix it.
     """
-    from ..networks.registry import get_backbone
-
     scale = protocol.scale(scale_name)
     try:
         get_backbone(scale.backbone)
@@ -180,8 +181,6 @@ def check_data(protocol: Protocol, scale_name: str) -> Dict[int, DatasetInfo]:
 
 
 def _check_zoo(scale: Scale, where: str) -> None:
-    from ..zoo.catalog import catalog
-    from ..zoo.store import read_index
 
     index = read_index()
     for p in scale.pretrainings:
@@ -199,8 +198,6 @@ def _check_zoo(scale: Scale, where: str) -> None:
 
 def check_zoo_names(protocol: Protocol) -> None:
     """Zoo names in every scale must be catalog entries or imported models (no data needed)."""
-    from ..zoo.catalog import catalog
-    from ..zoo.store import read_index
 
     index = read_index()
     known = set(catalog()) | set(index["models"]) | set(index["checkpoints"])
@@ -213,8 +210,6 @@ def check_zoo_names(protocol: Protocol) -> None:
 
 def ensure_phantoms(ids: List[int]) -> None:
     """Write the phantom datasets that are not complete yet (dataset.json is written last)."""
-    from ..synth.dataset import make_phantom_dataset, make_subtype_dataset
-
     specs = phantom_specs()
     for i in ids:
         if find_raw_dataset(i) is not None:

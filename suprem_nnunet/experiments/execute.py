@@ -19,6 +19,14 @@ from .. import paths
 from ..dataset.raw import atomic_write_json
 from .data import DatasetInfo, dataset_digest
 from .protocol import Pretraining, Scale
+from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
+from ..training.base import SupremPretrainer
+from ..training.run import build_trainer, train, resolve_device
+from ..networks.checkpoint import load_training_checkpoint
+from ..inference.predict import predict, predict_with_release, resolve_model
+from ..evaluation.evaluate import evaluate_folders
+from ..training.finetune import finetune
+from ..zoo.store import read_index
 
 log = logging.getLogger(__name__)
 CONFIGURATION = "3d_fullres"
@@ -84,8 +92,6 @@ class Context:
         or the cache key of our own pre-training (its dataset's digest, budget, caps, seed, device)."""
         pre = self.scale.pretraining(source)
         if pre.zoo is not None:
-            from ..zoo.store import read_index
-
             index = read_index()
             rec = index["checkpoints"].get(pre.zoo) or index["models"].get(pre.zoo) or {}
             return f"zoo:{pre.zoo}:{rec.get('sha256', 'not imported')}"
@@ -108,16 +114,12 @@ def results_folder(folder: Path) -> Iterator[None]:
 
 
 def _planning_caps(scale: Scale):
-    from ..planning.planner import PlanningCaps
-
     c = scale.caps
     return PlanningCaps(c.max_patch, c.base_features, c.max_features, c.batch_size)
 
 
 # ---------------------------------------------------------------------------- pre-training
 def _subset_pretrainer():
-    from ..training.base import SupremPretrainer
-
     class SubsetPretrainer(SupremPretrainer):
         """Pre-training on the first `train_cases` of the dataset (design pretrain_scale)."""
 
@@ -158,8 +160,6 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
                 return info["checkpoint"], info
         except (json.JSONDecodeError, KeyError) as e:
             log.warning("%s: unreadable (%s); pre-training again", done, e)
-    from ..planning.planner import plan_and_preprocess, plans_name_for
-    from ..training.run import build_trainer, train
 
     info_ds = ctx.datasets[pre.dataset]
     n = num_cases if num_cases is not None else pre.num_cases
@@ -168,8 +168,6 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
     plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
                         num_processes=2, verify=False)
     with results_folder(folder / "model"):
-        from ..training.run import resolve_device
-
         trainer = build_trainer(_subset_pretrainer(), info_ds.name, plans_name_for(ctx.scale.backbone),
                                 CONFIGURATION, "all", resolve_device(ctx.device))
         cases = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
@@ -188,7 +186,6 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
 def learning_curve(checkpoint: Path) -> List[Dict]:
     """Per epoch: validation pseudo-DSC (EMA and raw, nnU-Net's online foreground Dice) and seconds
     since the start of training, from the checkpoint's log."""
-    from ..networks.checkpoint import load_training_checkpoint
     logs = load_training_checkpoint(checkpoint).get("logging") or {}
     ema, raw = logs.get("ema_fg_dice", []), logs.get("mean_fg_dice", [])
     start, end = logs.get("epoch_start_timestamps", []), logs.get("epoch_end_timestamps", [])
@@ -199,8 +196,6 @@ def learning_curve(checkpoint: Path) -> List[Dict]:
 
 
 def _predict(model: str, images: Path, out: Path, device: str, mirror: bool) -> None:
-    from ..inference.predict import predict, predict_with_release, resolve_model
-
     resolved = resolve_model(model)
     if isinstance(resolved, str):  # released checkpoint: the paper's direct-inference protocol
         predict_with_release(images, out, resolved, device)
@@ -211,9 +206,6 @@ def _predict(model: str, images: Path, out: Path, device: str, mirror: bool) -> 
 def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
     """Train (unless the arm is 'direct'), predict and evaluate one run; returns its result record
     (rows per test case and class, learning curve, seconds). Leaves models and predictions in `folder`."""
-    from ..evaluation.evaluate import evaluate_folders
-    from ..training.finetune import finetune
-    from ..training.run import resolve_device
 
     target = ctx.datasets[spec.target]
     raw = paths.raw_root() / target.name

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from ..training.base import TrainingBudget
 
 #: what a protocol varies; each design has its own sweep meaning, table and figure (report.py)
 DESIGNS: Dict[str, str] = {
@@ -54,8 +55,6 @@ class Budget:
     optimizer: str = "adamw"
 
     def training_budget(self):
-        from ..training.base import TrainingBudget
-
         # checkpoint_latest only at the end: an interrupted run restarts from nothing (runner.py)
         return TrainingBudget(self.epochs, self.iterations_per_epoch, self.val_iterations, self.lr, self.epochs,
                               self.optimizer)

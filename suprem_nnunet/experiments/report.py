@@ -30,6 +30,9 @@ from . import stats
 from .figures import curve_plot, sweep_plot
 from .plateau import plateau_section
 from .protocol import SETTING_NAMES, Protocol, protocol_from_dict
+from ..labels import BY_NAME, TOTALSEG_V2, totalseg_group
+from ..evaluation.figures import score_bars
+from .report_classification import classification_section
 
 log = logging.getLogger(__name__)
 MARK = "*"
@@ -60,8 +63,6 @@ def read_rows(path: Path) -> List[Dict]:
 def class_group(name: str) -> str:
     """Table 4's group of a class: the label table's group in TotalSegmentator's naming (muscles,
     cardiac, vertebrae, organs); other TotalSegmentator names by TotalSegmentator's own grouping."""
-    from ..labels import BY_NAME, TOTALSEG_V2, totalseg_group
-
     c = canonical(name)
     if c in BY_NAME:
         return TOTALSEG_GROUPS.get(BY_NAME[c].group, "organs")
@@ -503,8 +504,6 @@ def write_report(folder: Path) -> Path:
     elif p.design == "learning_curve":
         lines += _curve_section(p, rows, curves, arms, scale.baseline, folder) + [""]
     elif p.design == "classification":
-        from .report_classification import classification_section
-
         lines += classification_section(p.name, p.paper, all_rows, arms, scale.baseline, folder) + [""]
     if p.design in ("arms", "novel_groups", "few_shot", "target_size") and curves:
         largest = settings[-1]  # the sweep's largest size (sorted above); the one setting of arms designs
@@ -528,8 +527,6 @@ def _published_iid(scale, meta: Dict) -> Dict[str, Dict[str, float]]:
 
 
 def _bars(p: Protocol, rows: Rows, arms: List[str], setting: str, folder: Path, lines: List[str]) -> None:
-    from ..evaluation.figures import score_bars
-
     scores = {a: {u: stats.summarize(rows.trial_means(a, setting, u)).mean for u in rows.units()} for a in arms}
     fig = folder / f"{p.name}.png"
     score_bars(scores, fig, "DSC", f"{p.paper}: mean over trials")

@@ -19,6 +19,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from . import stats
+from ..classification.evaluate import class_metrics, roc_figure
 
 MARK = "*"
 
@@ -32,8 +33,6 @@ def _table(header: Sequence[str], body: Sequence[Sequence]) -> List[str]:
 
 def trial_metrics(rows: Sequence[Dict]) -> Dict[str, Dict[int, Dict[str, Dict]]]:
     """{arm: {trial: {sub-type: class_metrics}}} from score rows (arm, trial, case, class, truth, score)."""
-    from ..classification.evaluate import class_metrics
-
     acc: Dict[tuple, Dict[str, List]] = defaultdict(lambda: {"y": [], "s": []})
     for r in rows:
         a = acc[(r["arm"], int(r["trial"]), r["class"])]
@@ -52,8 +51,6 @@ ORACLE = " (oracle ROI)"
 def classification_section(name: str, paper: str, rows: Sequence[Dict], arms: List[str], base: str,
                            out: Path) -> List[str]:
     """Markdown lines: the AUC table, the tests, the operating points and the ROC figure."""
-    from ..classification.evaluate import roc_figure
-
     metrics = trial_metrics(rows)
     classes = list(dict.fromkeys(r["class"] for r in rows))
     units = classes + [None]

@@ -47,6 +47,7 @@ from ..preprocessing.fast import FastConfigurationManager, NNUNET_DEFAULT_RESAMP
 from ..preprocessing.plans_manager import SupremConfigurationManager, as_suprem
 from ..preprocessing.resampling import RESAMPLE_THEN_WINDOW, resample_logits_to_labels
 from .onednn import use_onednn_convolutions
+from ..training.sided import mirrored_average
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,6 @@ class SupremPredictor(nnUNetPredictor):
     def _mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         """nnU-Net's mirrored average, or with `mirror_swap` the one that swaps left/right channels."""
         if self.use_mirroring and self.mirror_swap is not None and self.allowed_mirroring_axes:
-            from ..training.sided import mirrored_average
-
             return mirrored_average(self.network, x, self.allowed_mirroring_axes, self.mirror_swap)
         return super()._internal_maybe_mirror_and_predict(x)
 

@@ -22,6 +22,13 @@ from ..models.trained import TrainedModel, build_trained_network, read_trained_m
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
+from ..training.sided import model_prediction_swap
+from .fast_predictor import SupremPredictor
+from .dicom import dicom_series, series_to_nifti
+from .dicom_seg import case_outputs, seg_source
+from ..zoo import catalog, read_index, load_released, predict_released
+from ..zoo.store import model_folder
+from ..preprocessing.plans_manager import SupremPlansManager as PlansManager
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +93,6 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
     on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984)."""
     from contextlib import redirect_stdout
 
-    from ..preprocessing.plans_manager import SupremPlansManager as PlansManager  # resolves a preset's RAS reader
-    from ..training.sided import model_prediction_swap
-    from .fast_predictor import SupremPredictor
 
     use_mirror, axes = mirroring(False if fast else mirror, device.type, model.mirror_axes)
     pm = PlansManager(model.plans)
@@ -119,8 +123,6 @@ def resolve_inputs(inputs: Union[str, Path], num_channels: int, workdir: Path,
                    series_uid: Optional[str] = None) -> Dict[str, List[str]]:
     """{case: [channel files]}: an image file, a folder of images, or a folder holding a DICOM series
     (converted into `workdir`, case named after the folder). ValueError / FileNotFoundError naming the path."""
-    from .dicom import dicom_series, series_to_nifti
-
     p = Path(inputs)
     if p.is_dir() and not any(f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")
                               for f in p.iterdir() if f.is_file()):
@@ -156,7 +158,6 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     """
     from tqdm import tqdm
 
-    from .dicom_seg import case_outputs, seg_source
 
     seg_src = seg_source(inputs, output_type)
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
@@ -242,8 +243,6 @@ def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:
 
     Returns a Path for models nnU-Net's predictor runs, a str (zoo name or file) for released
     checkpoints that need the direct-inference protocol."""
-    from ..zoo import catalog, read_index
-    from ..zoo.store import model_folder
 
     p = Path(spec)
     if p.is_dir():
@@ -276,8 +275,6 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
     to 0.25. Probabilities are not available (released heads give one sigmoid per class)."""
     from tqdm import tqdm
 
-    from ..zoo import load_released, predict_released
-    from .dicom_seg import case_outputs, seg_source
 
     seg_src = seg_source(inputs, output_type)
     if save_probabilities:

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..labels.sides import sided_pairs
 from ..labels.table import canonical
+from ..dataset.raw import label_names, read_annotated_classes
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,6 @@ def mirroring_for_dataset(raw_folder: Path, dataset_json: Mapping, plans: Mappin
     annotated_classes.json) under `plans` (reader and transpose_forward); logged in one line."""
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    from ..dataset.raw import label_names, read_annotated_classes
 
     check_policy(requested)
     if is_region_based(dataset_json):

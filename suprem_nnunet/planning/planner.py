@@ -22,6 +22,13 @@ from .. import paths
 from ..dataset.raw import copy_annotated_classes
 from ..networks.registry import get_backbone
 from .mirroring import DEFAULT_POLICY, check_policy, mirroring_for_dataset
+from ..preprocessing.plans_manager import RAS_READER
+from ..preprocessing.resampling import ORIGIN_ALIGNED, RESAMPLE_THEN_WINDOW
+from ..dataset.raw import atomic_write_json
+from ..dataset.raw_checks import check_raw_dataset
+from .presets import load_preset
+from ..preprocessing.run import preprocess_dataset
+from .fingerprint import SupremFingerprintExtractor
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +205,6 @@ class SupremPlannerMixin:
         of the file it wrote a moment ago back in, e.g. the 2d one a 3D-only backbone dropped)."""
         from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 
-        from ..dataset.raw import atomic_write_json
 
         recursive_fix_for_json_export(plans)
         atomic_write_json(paths.preprocessed_root() / self.dataset_name / f"{self.plans_identifier}.json", plans)
@@ -206,8 +212,6 @@ class SupremPlannerMixin:
 
 def preset_reader(preset: dict) -> str:
     """Dotted name of the image reader/writer that gives a preset's orientation (RAS arrays)."""
-    from ..preprocessing.plans_manager import RAS_READER
-
     orientation = preset.get("orientation", "RAS")
     if orientation != "RAS":
         raise ValueError(f"preset {preset.get('name')!r}: orientation {orientation!r} is not supported (only RAS)")
@@ -217,8 +221,6 @@ def preset_reader(preset: dict) -> str:
 def preset_resampling(preset: dict) -> dict:
     """Configuration entries that resample like the release (see preprocessing/resampling.py): on its
     grid (voxel 0 fixed), images with the preset's interpolation and then windowed, labels nearest."""
-    from ..preprocessing.resampling import ORIGIN_ALIGNED, RESAMPLE_THEN_WINDOW
-
     orders = {"nearest": 0, "linear": 1, "cubic": 3}
     image = (preset.get("resampling") or {}).get("image", "linear")
     if image not in orders:
@@ -315,14 +317,10 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
                                                                      plan_experiment_dataset)
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
 
-    from ..preprocessing.run import preprocess_dataset  # resolves the preset's RAS reader/writer
-    from .fingerprint import SupremFingerprintExtractor  # a bounded sample of cases and voxels
 
     dataset_id = convert_dataset_name_to_id(dataset)
     drop_unreadable_fingerprint(paths.preprocessed_root() / dataset / "dataset_fingerprint.json")
     if verify:
-        from ..dataset.raw_checks import check_raw_dataset
-
         check_raw_dataset(paths.raw_root() / dataset)  # one-line errors for broken cases, before nnU-Net's asserts
     extract_fingerprint_dataset(dataset_id, SupremFingerprintExtractor, num_processes=num_processes,
                                 check_dataset_integrity=verify, clean=clean, verbose=False)
@@ -330,7 +328,6 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     if preset is not None:
         if preset != "suprem":
             raise ValueError(f"unknown preset {preset!r}; the only preset is 'suprem'")
-        from .presets import load_preset
 
         recipe = load_preset(backbone)
         spacing = tuple(float(v) for v in recipe["spacing"])

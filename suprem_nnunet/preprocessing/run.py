@@ -23,6 +23,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from .. import paths
 from .fast import as_fast_configuration
 from .plans_manager import SupremPlansManager, as_suprem
+from ..dataset.raw import atomic_write_bytes, copy_annotated_classes
+from . import manifest as mf
 
 log = logging.getLogger(__name__)
 SERIAL_CASES = 4  # up to this many cases to preprocess: in this process, without a worker pool
@@ -107,8 +109,6 @@ def ensure_preprocessed(dataset: str, plans_identifier: str, configuration: str,
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    from ..dataset.raw import atomic_write_bytes, copy_annotated_classes
-    from . import manifest as mf
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 prepares the data
         return False

@@ -18,6 +18,8 @@ from scipy import ndimage
 from ..dataset.raw import atomic_save_figure
 from .probabilities import CasePasses
 from .scorers import CLAIM, binary_entropy
+from ..inference.preview import WINDOW
+from ..dataset.cases import IMAGE_ENDINGS
 
 PathLike = Union[str, Path]
 
@@ -86,7 +88,6 @@ def write_attention_preview(attention, path: PathLike, ct=None, title: str = "",
     import matplotlib.pyplot as plt
     import SimpleITK as sitk
 
-    from ..inference.preview import WINDOW
 
     att_lps = sitk.DICOMOrient(attention, "LPS")
     att = sitk.GetArrayFromImage(att_lps)
@@ -120,8 +121,6 @@ def write_attention_preview(attention, path: PathLike, ct=None, title: str = "",
 
 def find_ct(images: Optional[PathLike], case: str) -> Optional[Path]:
     """`<case>_0000.<ending>` or `<case>.<ending>` in the images folder, or None."""
-    from ..dataset.cases import IMAGE_ENDINGS
-
     if images is None:
         return None
     for stem in (f"{case}_0000", case):

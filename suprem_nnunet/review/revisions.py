@@ -36,6 +36,7 @@ from ..dataset.raw import (atomic_write_bytes, atomic_write_json, copy_annotated
                            write_annotated_classes)
 from ..dataset.cases import IMAGE_ENDINGS, case_name
 from ..labels import canonical
+from ..dataset.raw import write_image
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -217,8 +218,6 @@ def _invalidate_preprocessed(dataset: str, raw: Path, revs: List[Revision], endi
 
 def import_revisions(revised_dir: PathLike, dataset: Union[int, str], reviewer: Optional[str] = None) -> Dict:
     """Apply every revision (module docstring); returns the report (also written under `revisions/`)."""
-    from ..dataset.raw import write_image
-
     revs = collect_revisions(revised_dir, dataset)  # every check first: nothing written on bad input
     name = resolve_dataset(dataset)
     raw = paths.raw_root() / name

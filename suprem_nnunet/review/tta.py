@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+from ..inference.outputs import write_probabilities
+from ..inference.predict import make_predictor
+from ..dataset.cases import check_readable, list_inputs
+from ..dataset.raw import label_names
+from ..models.trained import TrainedModel, read_trained_model
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -25,11 +30,6 @@ PathLike = Union[str, Path]
 def tta_passes(model: Union[PathLike, object], images: PathLike, out_dir: PathLike, device: str = "cpu",
                axes: Optional[Sequence[int]] = None) -> List[Path]:
     """Write the passes (see the module docstring); returns the pass folders."""
-    from ..inference.outputs import write_probabilities
-    from ..inference.predict import make_predictor
-    from ..dataset.cases import check_readable, list_inputs
-    from ..dataset.raw import label_names
-    from ..models.trained import TrainedModel, read_trained_model
 
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
     names = label_names(m.dataset_json)

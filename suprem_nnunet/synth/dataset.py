@@ -15,6 +15,7 @@ from ..labels import canonical_labels
 from .phantom import PHANTOM_CLASSES, PhantomGenerator
 from .subtype_lesion import PANCREAS_LESION_SUBTYPES, SUBTYPE_SEG_CLASSES, check_subtype_options
 from .profiles import SourceProfile
+from ..dataset.raw import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ CASE_LABELS_FILE = "case_labels.csv"
 
 def write_case_labels(path: Path, labels: Mapping[str, str]) -> None:
     """`case,subtype` rows (written to a temporary name, then renamed)."""
-    from ..dataset.raw import atomic_write_bytes
-
     text = "case,subtype\n" + "".join(f"{c},{s}\n" for c, s in labels.items())
     atomic_write_bytes(path, text.encode())
 

@@ -30,6 +30,8 @@ from .online_dice import masked_tp_fp_fn
 from .sampling import case_probabilities, case_sources, check_sample_by, draw_shares, set_sampling
 from .seeded_loader import seeded_augmenters
 from .sided import SidedMirroringMixin
+from ..preprocessing.plans_manager import as_suprem
+from .lr_schedule import WarmupCosineLRScheduler
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,6 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
                              configuration, PlansManager(plans).get_configuration(configuration).configuration,
                              ddp.world_size())
         super().__init__(plans, configuration, fold, dataset_json, device)
-        from ..preprocessing.plans_manager import as_suprem
 
         if self.is_ddp:  # nnU-Net forces cuda:<global rank>; keep the asked device (gloo on CPU)
             self.device = ddp.rank_device(device)
@@ -176,7 +177,6 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
         """nnU-Net's SGD + poly schedule, or SuPreM's AdamW + linear warm-up then cosine (per epoch)."""
         if self.optimizer_name == "sgd":
             return super().configure_optimizers()
-        from .lr_schedule import WarmupCosineLRScheduler
 
         opt = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
         return opt, WarmupCosineLRScheduler(opt, self.initial_lr, self.num_epochs, self.warmup_epochs)

@@ -30,6 +30,10 @@ from ..models.trained import TrainedModel, build_trained_network, read_trained_m
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train
+from ..zoo import read_index, resolve_pretrained
+from ..zoo.store import model_folder
+from ..planning.planner import plan_and_preprocess, plans_name_for, PlanningCaps
+from ..preprocessing.run import preprocess_dataset
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +137,6 @@ def load_pretrained(spec: Optional[str]) -> PretrainedSource:
     """Where fine-tuning starts: None / 'latest' (the most recent pre-training run), a checkpoint
     file or model folder of ours, a released-layout checkpoint file, or a zoo name (an imported
     release such as supervised_suprem_unet_2100, or an imported exported model)."""
-    from ..zoo import read_index, resolve_pretrained
-    from ..zoo.store import model_folder
 
     if spec in (None, "", "latest"):
         return PretrainedSource.from_trained(read_trained_model(latest_pretraining()))
@@ -211,7 +213,6 @@ def _prepare_target(target: str, plans: dict, configuration: str, num_processes:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset
     from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
 
-    from ..preprocessing.run import preprocess_dataset  # resolves a preset's RAS reader/writer
 
     raw, pre = paths.raw_root() / target, paths.preprocessed_root() / target
     dataset_id = convert_dataset_name_to_id(target)
@@ -235,13 +236,10 @@ def plan_released_target(src: PretrainedSource, target_json: dict, target: str, 
                          num_processes: int, verify: bool, max_patch: Optional[Sequence[int]] = None) -> str:
     """Plan and preprocess the target with the backbone's SuPreM-recipe preset (the preprocessing the
     released weights were trained with) and the weights' own width; returns the plans name."""
-    from ..planning.planner import plan_and_preprocess, plans_name_for
-
     channels = [c.strip().lower() for c in target_json["channel_names"].values()]
     if channels != ["ct"]:
         raise ValueError(f"{target}: channels {list(target_json['channel_names'].values())} but {src.path} "
                          "was trained on one CT channel; modalities must match")
-    from ..planning.planner import PlanningCaps
 
     caps = PlanningCaps(max_patch=tuple(max_patch) if max_patch else None)
     plan_and_preprocess(target, src.backbone, (configuration,), caps, num_processes=num_processes, verify=verify,

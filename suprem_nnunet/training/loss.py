@@ -27,6 +27,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from .ddp import gathered_sum
 
 
 class PartialLabelDiceCELoss(nn.Module):
@@ -59,8 +60,6 @@ class PartialLabelDiceCELoss(nn.Module):
         dice_stats = self._dice_stats(torch.softmax(logits, 1), target, ann)
         stats = torch.cat([ce_sum.reshape(1), n_voxels, dice_stats])
         if self.ddp:
-            from .ddp import gathered_sum
-
             stats = gathered_sum(stats)
         ce = stats[0] / stats[1]
         dice = self._dice_from_stats(stats[2:], c - 1)

@@ -14,6 +14,8 @@ from ..seeding import seed_everything
 from . import ddp
 from .base import SupremTrainer, TrainingBudget
 from .resume import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoints
+from ..dataset.raw import read_json
+from ..dataset.raw_checks import read_dataset_json
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,6 @@ def load_preprocessed_plans(dataset: str, plans_name: str) -> tuple:
                                                                              "splits_final"))
         raise FileNotFoundError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first"
                                 f" (plans there: {', '.join(avail) or 'none'})")
-    from ..dataset.raw import read_json
-    from ..dataset.raw_checks import read_dataset_json
 
     plans = read_json(plans_file)  # one-line errors naming a broken file
     backbone = plans.get("suprem", {}).get("backbone", "nnunet") if isinstance(plans, dict) else None

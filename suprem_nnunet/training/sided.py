@@ -25,6 +25,8 @@ from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 
 from ..labels.table import canonical
 from ..planning.mirroring import MirroringPlan, decide, is_region_based, mirroring_for_dataset, recorded
+from ..dataset.raw import label_names
+from .. import paths
 
 #: largest rotation (radians) left to augmentation when classes are sided: 30 degrees, nnU-Net's 3D range
 MAX_SIDED_ROTATION = 30.0 / 360 * 2 * np.pi
@@ -87,7 +89,6 @@ def model_prediction_swap(model, axes: Optional[Sequence[int]]) -> Optional[Tupl
     """`prediction_swap` for a trained model (checkpoint.TrainedModel) mirrored along `axes`."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from ..dataset.raw import label_names
 
     plan = model.mirroring
     if plan is None or plan.policy != "swap":
@@ -108,8 +109,6 @@ class SidedMirroringMixin:
         checkpoint carries what applied."""
         if self._sided_plan is not None:
             return self._sided_plan
-        from .. import paths
-        from ..dataset.raw import label_names
 
         plans = self.plans_manager.plans
         plan = recorded(plans)

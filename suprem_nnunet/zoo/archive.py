@@ -30,6 +30,7 @@ from ..networks.registry import backbone_for_class
 from ..networks.checkpoint import CheckpointError, load_checkpoint
 from .store import ZooError, model_folder, read_index, store_root, write_index
 from .weights import PretrainedWeights
+from .store import sha256_file
 
 PathLike = Union[str, Path]
 ARCHIVE_FORMAT = "suprem-nnunet-model/1"
@@ -140,8 +141,6 @@ def export_model(model_dir: PathLike, output_zip: PathLike, fold: str = "all",
 
 def import_model(zip_path: PathLike, name: str, overwrite: bool = False) -> Dict:
     """Unpack an exported model into the zoo store under `name`; returns its index record."""
-    from .store import sha256_file
-
     src = Path(zip_path)
     if not src.is_file():
         raise ZooError(f"{src}: file not found")

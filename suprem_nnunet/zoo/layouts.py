@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Dict, Union
 
 import torch
+from ..networks import network_class
+from ..networks.universal import UniversalModel
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64, "float64": torch.float64}
 
@@ -55,8 +57,6 @@ def release_like_checkpoint(backbone: str = "unet", num_classes: int = 32, seed:
     Widths default to tiny ones (U-Net 8, SegResNet 8; Swin needs feature_size 48 for the head's
     GroupNorm(16)).
     """
-    from ..networks import network_class
-    from ..networks.universal import UniversalModel
 
     torch.manual_seed(seed)
     defaults = {"unet": {"base_features": 8}, "segresnet": {"init_filters": 8},

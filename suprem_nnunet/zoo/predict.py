@@ -25,6 +25,8 @@ from torch import nn
 
 from ..dataset.raw import atomic_write_bytes
 from ..labels import BY_NAME, atlas_id
+from ..planning.presets import load_preset
+from .release import load_released
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -133,8 +135,6 @@ def predict_released(model: Union[nn.Module, PathLike], input_file: PathLike, ou
     class names to label ids. Defaults come from the backbone's SuPreM preset (direct_inference).
     Returns {class name: label id}.
     """
-    from ..planning.presets import load_preset
-    from .release import load_released
 
     if not isinstance(model, nn.Module):
         model = load_released(model, map_location=device)

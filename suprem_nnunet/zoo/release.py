@@ -17,14 +17,14 @@ from .convert import LoadReport, detect_layout, load_matching, match_state_dict,
 from .archive import pretrained_from_model
 from .store import ZooError, checkpoint_path, read_index
 from .weights import PretrainedWeights
+from .catalog import _raw
+from ..networks.universal import UniversalModel
 
 PathLike = Union[str, Path]
 
 
 def universal_template_classes() -> Tuple[str, ...]:
     """Unified names of the Universal Model's 32-class template, in output-channel order."""
-    from .catalog import _raw
-
     return tuple(canonical(n) for n in _raw()["class_orders"]["universal_template"]["classes"])
 
 
@@ -100,8 +100,6 @@ def load_released(name_or_path: PathLike, map_location: Union[str, torch.device]
     ``class_<k>`` where the order is unknown), ``output_activation`` and ``source``. Every tensor
     of the network must load, else CheckpointError.
     """
-    from ..networks.universal import UniversalModel
-
     path, entry = resolve_checkpoint(name_or_path)
     raw = load_state_dict_file(path, map_location)
     layout = detect_layout(raw)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 from .catalog import entry_for_file, get_entry, catalog
+from .convert import detect_layout
 
 PathLike = Union[str, Path]
 
@@ -74,7 +75,6 @@ def import_checkpoint(path: PathLike, name: Optional[str] = None, overwrite: boo
     (weights_only) and hold a recognised layout. Returns the index record.
     """
     from ..networks.checkpoint import load_state_dict_file  # torch only when importing
-    from .convert import detect_layout
 
     src = Path(path)
     if not src.is_file():
