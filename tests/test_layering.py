@@ -37,6 +37,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
 IN_FUNCTION_ALLOWED: Dict[Tuple[str, str], str] = {
     ("suprem_nnunet/zoo/store.py", "suprem_nnunet.networks.checkpoint"):
         "the zoo's catalog and store import without torch (test_zoo); only importing a checkpoint needs it",
+    ("suprem_nnunet/zoo/store.py", "suprem_nnunet.zoo.convert"): "as above (convert imports torch)",
     ("suprem_nnunet/planning/presets.py", "plans"):
         "the installed `plans` package, with the checkout's folder as the fallback when it is not installed",
 }

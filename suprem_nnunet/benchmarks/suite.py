@@ -208,7 +208,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("train", "predict", "preprocess", "partial-labels", "scale", "-h", "--help"):
-        argv = ["train", *argv]  # the original behaviour, without a subcommand
+        argv = ["train", *argv]  # no subcommand: train
     p = argparse.ArgumentParser(prog="python -m suprem_nnunet.benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)

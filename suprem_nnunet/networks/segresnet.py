@@ -13,14 +13,16 @@ import torch
 from monai.networks.nets import SegResNet
 
 from .memory import MemoryModelMixin, check_no_deep_supervision
+from .registry import BACKBONES
 
 
 class SuPreMSegResNet(MemoryModelMixin, SegResNet):
     """SegResNet adapter; head ``conv_final.2.conv`` (a 1x1x1 conv with bias)."""
 
-    head_keys: Tuple[str, ...] = ("conv_final.2.conv.",)
-    encoder_keys: Tuple[str, ...] = ("convInit.", "down_layers.")
-    divisible_by: int = 8
+    # where the parts are, as the registry declares them (registry.py: pure data, one place)
+    head_keys: Tuple[str, ...] = BACKBONES["segresnet"].head_keys
+    encoder_keys: Tuple[str, ...] = BACKBONES["segresnet"].encoder_keys
+    divisible_by: int = BACKBONES["segresnet"].divisible_by
     reference_patch = (96, 96, 96)
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,

@@ -25,6 +25,7 @@ from monai.networks.nets.swin_unetr import PatchMerging, PatchMergingV2, SwinUNE
 from torch.nn import functional as F
 
 from .memory import MemoryModelMixin, check_no_deep_supervision
+from .registry import BACKBONES
 
 Offsets = Tuple[Tuple[int, int, int], ...]
 
@@ -67,10 +68,10 @@ PATCH_MERGING: Dict[str, type] = {"v0.9": ReleasePatchMerging, "monai": PatchMer
 class SuPreMSwinUNETR(MemoryModelMixin, SwinUNETR):
     """SwinUNETR adapter (62,186,610 backbone parameters at feature_size 48); head ``out.conv.conv``."""
 
-    head_keys: Tuple[str, ...] = ("out.conv.conv.",)
-    encoder_keys: Tuple[str, ...] = ("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.",
-                                     "encoder10.")
-    divisible_by: int = 32
+    # where the parts are, as the registry declares them (registry.py: pure data, one place)
+    head_keys: Tuple[str, ...] = BACKBONES["swinunetr"].head_keys
+    encoder_keys: Tuple[str, ...] = BACKBONES["swinunetr"].encoder_keys
+    divisible_by: int = BACKBONES["swinunetr"].divisible_by
     min_patch_side: int = 64  # at 32 the bottleneck is 1 voxel and instance norm fails
     reference_patch = (96, 96, 96)
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .memory import MemoryModelMixin, check_no_deep_supervision
+from .registry import BACKBONES
 
 
 class BatchStatsBatchNorm3d(nn.BatchNorm3d):
@@ -83,9 +84,10 @@ class OutputLayer(nn.Module):
 class SuPreMUNet3D(MemoryModelMixin, nn.Module):
     """SuPreM / Models Genesis 3D U-Net adapter (19,073,600 backbone parameters at w=32)."""
 
-    head_keys: Tuple[str, ...] = ("out_tr.final_conv.",)
-    encoder_keys: Tuple[str, ...] = ("down_tr64.", "down_tr128.", "down_tr256.", "down_tr512.")
-    divisible_by: int = 8
+    # where the parts are, as the registry declares them (registry.py: pure data, one place)
+    head_keys: Tuple[str, ...] = BACKBONES["unet"].head_keys
+    encoder_keys: Tuple[str, ...] = BACKBONES["unet"].encoder_keys
+    divisible_by: int = BACKBONES["unet"].divisible_by
     reference_patch = (96, 96, 96)
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,

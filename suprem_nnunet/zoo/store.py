@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 from .catalog import entry_for_file, get_entry, catalog
-from .convert import detect_layout
 
 PathLike = Union[str, Path]
 
@@ -74,7 +73,9 @@ def import_checkpoint(path: PathLike, name: Optional[str] = None, overwrite: boo
     knows the sha256 of that entry, a different file is refused. The file must load safely
     (weights_only) and hold a recognised layout. Returns the index record.
     """
-    from ..networks.checkpoint import load_state_dict_file  # torch only when importing
+    # torch only when a checkpoint is imported: the catalog and the store import without it
+    from ..networks.checkpoint import load_state_dict_file
+    from .convert import detect_layout
 
     src = Path(path)
     if not src.is_file():
