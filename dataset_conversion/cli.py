@@ -12,10 +12,9 @@ import sys
 import traceback
 from typing import List, Optional
 
-from suprem_nnunet.cli.common import USER_ERRORS, debugging, report_error, stdout_closed
+from suprem_nnunet.cli.common import USER_ERRORS, debugging, is_user_error, report_error, stdout_closed
 from suprem_nnunet.paths import setup_environment
 
-from .errors import BadInputError, ConversionError
 
 
 def _list() -> str:
@@ -71,7 +70,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return status
     except BrokenPipeError:
         return stdout_closed()
-    except (BadInputError, ConversionError, *USER_ERRORS) as e:
+    except USER_ERRORS as e:
+        if not is_user_error(e):
+            raise
         if "--debug" in argv or debugging():
             traceback.print_exc()
         return report_error(prog, e)

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import paths
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def parse_arm(arm: str) -> Tuple[str, str]:
 
     loss, _, sample_by = arm.partition(":")
     if loss not in PARTIAL_LOSSES:
-        raise ValueError(f"arm {arm!r}: unknown loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
+        raise InputError(f"arm {arm!r}: unknown loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
     return loss, check_sample_by(sample_by or "case")
 
 

@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def run_one(n: int, cfg: ScaleConfig) -> Dict:
 def run_benchmark(cases: Sequence[int], cfg: ScaleConfig) -> Dict:
     """One fresh process per N (peak RSS is per process); the rows and the growth ratios."""
     if not cases or any(n < 1 for n in cases):
-        raise ValueError(f"--cases needs numbers of cases >= 1, got {list(cases)}")
+        raise InputError(f"--cases needs numbers of cases >= 1, got {list(cases)}")
     cfg.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in cases:

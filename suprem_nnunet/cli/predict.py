@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from .common import parser, run
+from ..errors import InputError
 
 
 def class_list(text: str) -> List[str]:
@@ -59,7 +60,7 @@ def _main(args) -> int:
     from ..training.run import resolve_device
 
     if not 0 < args.step_size <= 1:
-        raise ValueError(f"--step-size must be in (0, 1], got {args.step_size}")
+        raise InputError(f"--step-size must be in (0, 1], got {args.step_size}")
     model, device = resolve_model(args.model), str(resolve_device(args.device))
     extra = dict(roi_subset=args.roi_subset, fast=args.fast, statistics=args.statistics, preview=args.preview,
                  save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad,

@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 from ..networks.registry import BACKBONES
 from .common import add_seed_args, parser, positive_int, run
+from ..errors import InputError
 
 
 def add_budget_args(p) -> None:
@@ -51,7 +52,7 @@ def check_partial_label_args(args) -> None:
     from ..training.sampling import check_sample_by
 
     if args.partial_loss not in PARTIAL_LOSSES:
-        raise ValueError(f"unknown --partial-loss {args.partial_loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
+        raise InputError(f"unknown --partial-loss {args.partial_loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
     check_sample_by(args.sample_by)
 
 

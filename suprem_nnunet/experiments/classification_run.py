@@ -32,6 +32,7 @@ from ..dataset.raw import atomic_write_json
 from ..locking import file_lock
 from ..seeding import seed_everything
 from .execute import Context, RunSpec, _predict, pretrained_weights, pretraining_key
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def check_test_labels(labels_file: Path, labels: Mapping[str, str], cases: List[
     missing = sorted(c for c in cases if c not in labels)
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"{labels_file}: {len(missing)} test case(s) without a sub-type: "
+        raise InputError(f"{labels_file}: {len(missing)} test case(s) without a sub-type: "
                          f"{', '.join(missing[:5])}{more}")
 
 

@@ -30,6 +30,7 @@ from . import stats
 from .figures import curve_plot, sweep_plot
 from .plateau import plateau_section
 from .protocol import SETTING_NAMES, Protocol, protocol_from_dict
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 MARK = "*"
@@ -455,7 +456,7 @@ def write_report(folder: Path) -> Path:
     meta_f, proto_f = folder / "experiment.json", folder / "protocol.json"
     for f in (meta_f, proto_f, folder / "results.csv"):
         if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing; not an experiment results folder (run suprem_experiment run)")
+            raise MissingFileError(f"{f}: missing; not an experiment results folder (run suprem_experiment run)")
     meta = json.loads(meta_f.read_text())
     p = protocol_from_dict(json.loads(proto_f.read_text()), str(proto_f))
     scale = p.scale(meta["scale"])
@@ -464,7 +465,7 @@ def write_report(folder: Path) -> Path:
     runs = read_rows(folder / "runs.csv")
     curves = read_rows(folder / "curves.csv")
     if not all_rows:
-        raise ValueError(f"{folder / source}: no rows")
+        raise InputError(f"{folder / source}: no rows")
     rows = Rows(all_rows, group_of=class_group if p.design == "novel_groups" else None)
     arms = [a.name for a in scale.arms if any(r["arm"] == a.name for r in all_rows)]
     if p.design == "classification":  # arms a run adds to its rows (oracle ROI, hand-feature baseline)

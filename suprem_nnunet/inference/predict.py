@@ -22,6 +22,7 @@ from ..training.checkpoint import TrainedModel, build_trained_network, read_trai
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def cases_by_stem(files: Sequence[Union[str, Path]]) -> Dict[str, Path]:
     for f in files:
         c = case_name(f)
         if c in out:
-            raise ValueError(f"{f}: case {c!r} is also {out[c]} (two files with one case name)")
+            raise InputError(f"{f}: case {c!r} is also {out[c]} (two files with one case name)")
         out[c] = Path(f)
     return out
 
@@ -70,7 +71,7 @@ def group_channel_files(files: Sequence[Union[str, Path]], num_channels: int = 1
         for f, m in zip(files, parsed):
             ch = groups.setdefault(m["case"], {})
             if int(m["channel"]) in ch:
-                raise ValueError(f"{f}: channel {m['channel']} of case {m['case']!r} is also {ch[int(m['channel'])]}")
+                raise InputError(f"{f}: channel {m['channel']} of case {m['case']!r} is also {ch[int(m['channel'])]}")
             ch[int(m["channel"])] = f
         if all(sorted(ch) == list(range(num_channels)) for ch in groups.values()):
             return {c: [str(ch[i]) for i in range(num_channels)] for c, ch in groups.items()}
@@ -78,12 +79,12 @@ def group_channel_files(files: Sequence[Union[str, Path]], num_channels: int = 1
         return {c: [str(f)] for c, f in cases_by_stem(files).items()}
     for f, m in zip(files, parsed):
         if m is None:
-            raise ValueError(f"{f}: the model takes {num_channels} channels, so inputs must be named "
+            raise InputError(f"{f}: the model takes {num_channels} channels, so inputs must be named "
                              f"<case>_0000 .. <case>_{num_channels - 1:04d} (nnU-Net channel naming)")
     for c, ch in groups.items():
         if sorted(ch) != list(range(num_channels)):
             first = ch[min(ch)]
-            raise ValueError(f"{first}: case {c!r} has channel(s) {', '.join(f'{i:04d}' for i in sorted(ch))}, "
+            raise InputError(f"{first}: case {c!r} has channel(s) {', '.join(f'{i:04d}' for i in sorted(ch))}, "
                              f"the model takes {num_channels} (0000..{num_channels - 1:04d})")
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -97,9 +98,9 @@ def list_inputs(inp: Union[str, Path], num_channels: int = 1) -> Dict[str, List[
         files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_ENDINGS)
                        and not f.name.startswith("."))
         if not files:
-            raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) in this folder")
+            raise MissingFileError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) in this folder")
     else:
-        raise FileNotFoundError(f"{p}: no such file or folder")
+        raise MissingFileError(f"{p}: no such file or folder")
     return group_channel_files(files, num_channels)
 
 
@@ -125,7 +126,7 @@ def split_bad_cases(cases: Dict[str, List[str]], skip_bad: bool) -> Dict[str, st
                 raise
             bad[c] = str(e)
     if bad and len(bad) == len(cases):
-        raise ValueError(f"{bad[sorted(bad)[0]]} (and every other input is bad too)" if len(bad) > 1
+        raise InputError(f"{bad[sorted(bad)[0]]} (and every other input is bad too)" if len(bad) > 1
                          else bad[sorted(bad)[0]])
     for c in bad:
         log.warning("skipped %s: %s", c, bad[c])
@@ -213,14 +214,14 @@ def resolve_inputs(inputs: Union[str, Path], num_channels: int, workdir: Path,
     if p.is_dir() and not any(f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")
                               for f in p.iterdir() if f.is_file()):
         if not dicom_series(p):
-            raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) and no DICOM series in this folder")
+            raise MissingFileError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) and no DICOM series in this folder")
         if num_channels != 1:
-            raise ValueError(f"{p}: the model takes {num_channels} channels; a DICOM series is one")
+            raise InputError(f"{p}: the model takes {num_channels} channels; a DICOM series is one")
         case = p.resolve().name
         workdir.mkdir(parents=True, exist_ok=True)
         return {case: [str(series_to_nifti(p, workdir / f"{case}_0000.nii.gz", series_uid))]}
     if series_uid is not None:
-        raise ValueError(f"{p}: --series-uid given but this is not a folder of DICOM files")
+        raise InputError(f"{p}: --series-uid given but this is not a folder of DICOM files")
     return list_inputs(p, num_channels)
 
 
@@ -349,7 +350,7 @@ def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:
         return model_folder(str(spec))
     if str(spec) in index["checkpoints"] or str(spec) in catalog():
         return str(spec)
-    raise FileNotFoundError(f"{spec}: no such model folder, checkpoint file or zoo name "
+    raise MissingFileError(f"{spec}: no such model folder, checkpoint file or zoo name "
                             f"(imported: {', '.join(sorted(index['models']) + sorted(index['checkpoints'])) or 'none'})")
 
 
@@ -369,7 +370,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
 
     seg_src = seg_source(inputs, output_type)
     if save_probabilities:
-        raise ValueError(f"{name}: --save-probabilities is not available for released checkpoints")
+        raise InputError(f"{name}: --save-probabilities is not available for released checkpoints")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp(out)

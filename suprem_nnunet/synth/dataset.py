@@ -15,6 +15,7 @@ from ..labels import canonical_labels
 from .phantom import PHANTOM_CLASSES, PhantomGenerator
 from .subtype_lesion import PANCREAS_LESION_SUBTYPES, SUBTYPE_SEG_CLASSES, check_subtype_options
 from .profiles import SourceProfile
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,14 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
     drawable = PHANTOM_CLASSES + (tuple(SUBTYPE_SEG_CLASSES.values()) if pancreas_lesions is not None else ())
     unknown = [c for c in names if c not in drawable]
     if unknown:
-        raise ValueError(f"the phantom does not draw {unknown}; it draws: {', '.join(PHANTOM_CLASSES)}")
+        raise InputError(f"the phantom does not draw {unknown}; it draws: {', '.join(PHANTOM_CLASSES)}")
     if num_train < 1 or num_test < 0:
-        raise ValueError("need at least one training case and a non-negative number of test cases")
+        raise InputError("need at least one training case and a non-negative number of test cases")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise InputError(f"seed must be >= 0, got {seed}")
     if pancreas_lesions is not None:
         if len(pancreas_lesions) != num_train + num_test:
-            raise ValueError(f"{len(pancreas_lesions)} pancreatic lesion sub-types for {num_train + num_test} cases")
+            raise InputError(f"{len(pancreas_lesions)} pancreatic lesion sub-types for {num_train + num_test} cases")
         for lesion in set(pancreas_lesions):
             check_subtype_options(lesion, difficulty)
     folder = Path(raw_root or paths.raw_root()) / dataset_name(dataset_id, name)
@@ -139,7 +140,7 @@ def make_subtype_dataset(dataset_id: int, name: str = "PancreasSubtypes", num_tr
     the lesion: as its sub-type's novel class (`label_as="subtype"`, the segmentation route's
     target) or as `pancreas_tumor` (`"tumor"`: a pre-training set that knows lesions, not sub-types)."""
     if label_as not in ("subtype", "tumor"):
-        raise ValueError(f"label_as must be 'subtype' or 'tumor', got {label_as!r}")
+        raise InputError(f"label_as must be 'subtype' or 'tumor', got {label_as!r}")
     lesions = balanced_subtypes(num_train, seed) + balanced_subtypes(num_test, seed + 1)
     classes = ["pancreas", *(SUBTYPE_SEG_CLASSES[s] for s in PANCREAS_LESION_SUBTYPES)] if label_as == "subtype" \
         else ["pancreas", "pancreas_tumor"]

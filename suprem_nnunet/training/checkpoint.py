@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from ..dataset.raw import label_names
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
 
     ckpt = safe_load(path, map_location, allow_numpy=True)
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+        raise InputError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return ckpt
 
 
@@ -129,7 +130,7 @@ def read_trained_model(path: Union[str, Path], map_location="cpu") -> TrainedMod
                              init["configuration"], ckpt.get("trainer_name", "nnUNetTrainer"),
                              ckpt.get("inference_allowed_mirroring_axes"))
     except (KeyError, TypeError) as e:
-        raise ValueError(f"{ckpt_path}: not an nnU-Net / suprem-nnunet training checkpoint (missing {e})") from None
+        raise InputError(f"{ckpt_path}: not an nnU-Net / suprem-nnunet training checkpoint (missing {e})") from None
     model.plans.pop("continue_training", None)
     return model
 
@@ -151,7 +152,7 @@ def build_trained_network(model: TrainedModel) -> torch.nn.Module:
         net.load_state_dict(model.state_dict)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Error(s) in")]
-        raise ValueError(f"{model.path}: the weights do not fit the {model.backbone} network its plans describe "
+        raise InputError(f"{model.path}: the weights do not fit the {model.backbone} network its plans describe "
                          f"({(lines or [type(e).__name__])[0][:200]})") from None
     return net
 
@@ -162,11 +163,11 @@ def find_checkpoint(path: Union[str, Path], prefer: str = "final") -> Path:
     if p.is_file():
         return p
     if not p.is_dir():
-        raise FileNotFoundError(f"{p}: no such checkpoint file or model folder")
+        raise MissingFileError(f"{p}: no such checkpoint file or model folder")
     folds = [p] if any((p / n).is_file() for n in CHECKPOINT_NAMES) else sorted(p.glob("fold_*"))
     names = sorted(CHECKPOINT_NAMES, key=lambda n: 0 if prefer in n else 1)
     for fold in folds:
         for n in names:
             if (fold / n).is_file():
                 return fold / n
-    raise FileNotFoundError(f"{p}: no checkpoint ({', '.join(CHECKPOINT_NAMES)}) in it or its fold_* folders")
+    raise MissingFileError(f"{p}: no checkpoint ({', '.join(CHECKPOINT_NAMES)}) in it or its fold_* folders")

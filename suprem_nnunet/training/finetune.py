@@ -30,6 +30,7 @@ from .checkpoint import TrainedModel, build_trained_network, read_trained_model
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class SupremFinetuneTrainer(SupremTrainer):
     def _load_pretrained(self) -> None:
         src = self.pretrained
         if src.backbone != self.backbone.name:
-            raise ValueError(f"{src.path}: weights of backbone {src.backbone!r}, but the plans build "
+            raise InputError(f"{src.path}: weights of backbone {src.backbone!r}, but the plans build "
                              f"{self.backbone.name!r}")
         if src.class_names is not None:
             rows = map_head(src.class_names, self.class_names)
@@ -125,7 +126,7 @@ def latest_pretraining(results_root: Optional[Path] = None) -> Path:
     found = [p for pat in ("checkpoint_final.pth", "checkpoint_latest.pth")
              for p in root.glob(f"*/SupremPretrainer__*/fold_*/{pat}")]
     if not found:
-        raise FileNotFoundError(f"no pre-training run under {root}; run suprem_train first or pass --pretrained CKPT")
+        raise MissingFileError(f"no pre-training run under {root}; run suprem_train first or pass --pretrained CKPT")
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
@@ -158,20 +159,20 @@ def check_compatibility(src: TrainedModel, target_json: dict, target: str, confi
     """Raise ValueError (one line) if the pre-trained model cannot be fine-tuned on the target."""
     build_trained_network(src)  # its weights fit the network its plans describe (not another architecture)
     if configuration not in src.plans["configurations"]:
-        raise ValueError(f"{src.path}: pre-trained plans have no configuration {configuration!r} "
+        raise InputError(f"{src.path}: pre-trained plans have no configuration {configuration!r} "
                          f"(have: {', '.join(src.plans['configurations'])})")
     sc, tc = src.dataset_json["channel_names"], target_json["channel_names"]
     if len(sc) != len(tc):
-        raise ValueError(f"{target}: {len(tc)} input channel(s) but the pre-trained model takes {len(sc)}")
+        raise InputError(f"{target}: {len(tc)} input channel(s) but the pre-trained model takes {len(sc)}")
     schemes = src.plans["configurations"][configuration].get("normalization_schemes") or []
     for i, (s, t) in enumerate(zip(sc.values(), tc.values())):
         if s.strip().lower() != t.strip().lower():
             kind = schemes[i] if i < len(schemes) else "?"
-            raise ValueError(f"{target}: channel {i} is {t!r} but the pre-trained model was trained on {s!r} "
+            raise InputError(f"{target}: channel {i} is {t!r} but the pre-trained model was trained on {s!r} "
                              f"({kind}); modalities must match")
     get_backbone(src.backbone)  # raises for an unknown backbone
     if not any(k.startswith(h) for k in src.state_dict for h in get_backbone(src.backbone).head_keys):
-        raise ValueError(f"{src.path}: no tensor of the {src.backbone} head "
+        raise InputError(f"{src.path}: no tensor of the {src.backbone} head "
                          f"({', '.join(get_backbone(src.backbone).head_keys)}) in the checkpoint")
 
 
@@ -239,7 +240,7 @@ def plan_released_target(src: PretrainedSource, target_json: dict, target: str, 
 
     channels = [c.strip().lower() for c in target_json["channel_names"].values()]
     if channels != ["ct"]:
-        raise ValueError(f"{target}: channels {list(target_json['channel_names'].values())} but {src.path} "
+        raise InputError(f"{target}: channels {list(target_json['channel_names'].values())} but {src.path} "
                          "was trained on one CT channel; modalities must match")
     from ..planning.planner import PlanningCaps
 
@@ -262,7 +263,7 @@ def few_shot_split(case_ids: Sequence[str], n: Optional[int], seed: int = 0) -> 
     if n is None or n >= len(ids):
         return ids, ids
     if n < 1:
-        raise ValueError("--num-train-cases must be at least 1")
+        raise InputError("--num-train-cases must be at least 1")
     rng = np.random.default_rng(seed)
     train_ids = sorted(rng.choice(ids, size=n, replace=False).tolist())
     rest = [i for i in ids if i not in train_ids]

@@ -7,6 +7,8 @@ from typing import Any, Dict, Mapping, Union
 
 import torch
 
+from ..errors import InputError
+
 PathLike = Union[str, Path]
 StateDict = Dict[str, torch.Tensor]
 
@@ -14,7 +16,7 @@ StateDict = Dict[str, torch.Tensor]
 STATE_DICT_ENTRIES = ("net", "state_dict", "network_weights", "model", "model_state_dict")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used; the message is one line and names the file."""
 
 

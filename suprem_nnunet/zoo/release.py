@@ -15,6 +15,7 @@ from .catalog import CatalogEntry, catalog, entry_for_file
 from .checkpoint import CheckpointError, StateDict, load_state_dict_file
 from .convert import LoadReport, detect_layout, load_matching, match_state_dict, to_adapter_keys
 from .store import ZooError, checkpoint_path, read_index
+from ..errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -92,7 +93,7 @@ def _backbone_of(sd: StateDict) -> str:
     for prefix, name in (("down_tr64.", "unet"), ("swinViT.", "swinunetr"), ("convInit.", "segresnet")):
         if any(k.startswith(prefix) for k in keys):
             return name
-    raise ValueError("cannot tell which backbone this state dict belongs to")
+    raise InputError("cannot tell which backbone this state dict belongs to")
 
 
 def _input_channels(backbone: str, sd: StateDict) -> int:
