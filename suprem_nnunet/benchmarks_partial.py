@@ -123,11 +123,11 @@ def make_data(cfg: PartialBenchConfig) -> Tuple[str, Path, Dict[str, int]]:
 
 def run_arm(cfg: PartialBenchConfig, arm: str, dataset: str, heldout: Path) -> Dict:
     """Pre-train one arm in its own results folder, predict the held-out set, evaluate; returns the metrics."""
-    from .evaluation.evaluate import evaluate_folders
-    from .inference.predict import predict
-    from .planning.planner import plans_name_for
-    from .training.base import SupremPretrainer, TrainingBudget
-    from .training.run import build_trainer, resolve_device, train
+    from .evaluation.evaluate import EvaluateConfig, evaluate
+    from .inference.predict import PredictConfig, predict
+    from .training.base import TrainingBudget
+    from .training.pretrain import PretrainConfig, pretrain
+    from .training.run import resolve_device
 
     loss, sample_by = parse_arm(arm)
     slug = arm.replace(":", "_")
@@ -135,16 +135,16 @@ def run_arm(cfg: PartialBenchConfig, arm: str, dataset: str, heldout: Path) -> D
     Path(os.environ["nnUNet_results"]).mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     t = time.time()
-    trainer = build_trainer(SupremPretrainer, dataset, plans_name_for("nnunet"), "3d_fullres", "all", device)
-    trainer.configure_partial_labels(loss, sample_by)
     budget = TrainingBudget(cfg.epochs, cfg.iterations_per_epoch, cfg.val_iterations, cfg.lr, cfg.epochs,
                             cfg.optimizer)
-    folder = train(trainer, budget, seed=cfg.seed, role="pretrain", benchmark="partial-labels")
+    folder = pretrain(PretrainConfig(dataset, device=device, budget=budget, seed=cfg.seed, partial_loss=loss,
+                                     sample_by=sample_by, update_preprocessed=False,
+                                     run_info={"benchmark": "partial-labels"}))
     cfg.timings[f"train {arm}"] = round(time.time() - t, 1)
     t = time.time()
     pred = cfg.out / "predictions" / slug
-    predict(heldout / "imagesTs", pred, folder, str(device), step_size=cfg.step_size)
-    metrics = evaluate_folders(pred, heldout / "labelsTs", pred)
+    predict(PredictConfig(heldout / "imagesTs", pred, folder, device=str(device), step_size=cfg.step_size))
+    metrics = evaluate(EvaluateConfig(pred, heldout / "labelsTs", pred))
     cfg.timings[f"predict + evaluate {arm}"] = round(time.time() - t, 1)
     return metrics
 

@@ -55,7 +55,7 @@ def _main(args) -> int:
     if args.pred_dir is None or args.gt_dir is None:
         raise InputError("give PRED_DIR and GT_DIR (segmentation) or --classification SCORES LABELS")
     from ..evaluation.class_matching import format_mapping
-    from ..evaluation.evaluate import evaluate_folders, format_summary
+    from ..evaluation.evaluate import EvaluateConfig, evaluate, format_summary
 
     from ..evaluation.touchstone import TOUCHSTONE_TOLERANCE_MM, write_touchstone
 
@@ -63,10 +63,10 @@ def _main(args) -> int:
         args.tolerance = TOUCHSTONE_TOLERANCE_MM if args.format == "touchstone" else 2.0
     if args.tolerance < 0:
         raise InputError(f"--tolerance must be >= 0 mm, got {args.tolerance}")
-    result = evaluate_folders(args.pred_dir, args.gt_dir, args.output or args.pred_dir,
-                              tolerance_mm=args.tolerance, dataset_json=args.dataset_json,
-                              pred_labels=args.pred_labels, gt_dataset_json=args.gt_dataset_json,
-                              skip_bad=args.skip_bad)
+    result = evaluate(EvaluateConfig(args.pred_dir, args.gt_dir, args.output or args.pred_dir,
+                                     tolerance_mm=args.tolerance, dataset_json=args.dataset_json,
+                                     pred_labels=args.pred_labels, gt_dataset_json=args.gt_dataset_json,
+                                     skip_bad=args.skip_bad))
     print(format_mapping(result["class_mapping"]))
     print(format_summary(result))
     if args.format == "touchstone":

@@ -44,7 +44,7 @@ def _main(args) -> int:
     profile = get_profile(args.source_profile) if args.source_profile is not None else None
     if args.dataset_id is None:
         raise InputError("-d/--dataset-id is required to write a dataset")
-    from ..synth.dataset import make_phantom_dataset, make_profile_dataset
+    from ..synth.dataset import PhantomDatasetConfig, make_phantom_dataset, make_profile_dataset
 
     if profile is not None:
         if args.classes is not None:
@@ -55,9 +55,10 @@ def _main(args) -> int:
     else:
         spec = args.classes or "all"
         classes = list(PHANTOM_CLASSES) if spec == "all" else [c for c in spec.split(",") if c]
-        folder = make_phantom_dataset(args.dataset_id, args.name or "Phantom", classes, args.num_train,
-                                      args.num_test, args.size or [64, 64, 64], args.spacing or [5.0, 5.0, 5.0],
-                                      args.orientation, args.seed)
+        folder = make_phantom_dataset(PhantomDatasetConfig(
+            args.dataset_id, args.name or "Phantom", classes, num_train=args.num_train, num_test=args.num_test,
+            shape=args.size or [64, 64, 64], spacing=args.spacing or [5.0, 5.0, 5.0],
+            orientation=args.orientation, seed=args.seed))
     print(folder)
     return 0
 

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
@@ -19,6 +20,7 @@ from ..labels import ATLAS_IDS, canonical
 from .class_matching import SidedTumours, format_mapping, match_classes
 from .metrics import dice, normalized_surface_dice
 from .sided import SplitCache
+from ..configs import as_config
 from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,29 @@ def _check_geometry(pred_file: Path, pimg, gt_file: Path, gimg) -> None:
     if diff is not None:
         what, a, b = diff
         raise InputError(f"{pred_file}: {what} {rounded(a)} does not match the ground truth {gt_file} ({rounded(b)})")
+
+
+@dataclass
+class EvaluateConfig:
+    """One evaluation (`evaluate`); the defaults are `evaluate_folders`' (out_dir None: nothing written)."""
+
+    pred_dir: PathLike
+    gt_dir: PathLike
+    out_dir: Optional[PathLike] = None
+    labels: Optional[Mapping[str, int]] = None
+    tolerance_mm: float = 2.0
+    dataset_json: Optional[PathLike] = None
+    pred_labels: Optional[Union[PathLike, Mapping[str, int]]] = None
+    gt_dataset_json: Optional[PathLike] = None
+    skip_bad: bool = False
+
+
+def evaluate(config: Union[EvaluateConfig, PathLike], *args, **kwargs) -> Dict:
+    """Score a folder of predictions against the ground truth (`evaluate_folders`) as the config
+    says; takes an EvaluateConfig, or its fields as arguments. Returns the result dict."""
+    cfg = as_config(EvaluateConfig, config, args, kwargs)
+    return evaluate_folders(cfg.pred_dir, cfg.gt_dir, cfg.out_dir, cfg.labels, cfg.tolerance_mm, cfg.dataset_json,
+                            pred_labels=cfg.pred_labels, gt_dataset_json=cfg.gt_dataset_json, skip_bad=cfg.skip_bad)
 
 
 def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[PathLike] = None,

@@ -10,9 +10,9 @@ import copy
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,15 +21,18 @@ from .. import paths
 from ..dataset.raw import atomic_write_json, copy_annotated_classes, label_names
 from ..dataset.raw_checks import check_raw_dataset, read_dataset_json
 from ..locking import file_lock
+from ..models.resolve import resolve_model
 from ..networks.registry import get_backbone
 from ..planning.fingerprint import SupremFingerprintExtractor
 from ..planning.mirroring import DEFAULT_POLICY, mirroring_for_dataset
 from ..planning.planner import drop_unreadable_fingerprint, plans_for_num_gpus
+from ..zoo import resolve_pretrained
 from .base import SupremTrainer, TrainingBudget, unwrap
 from .checkpoint import TrainedModel, build_trained_network, read_trained_model
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train
+from ..configs import as_config
 from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
@@ -134,24 +137,12 @@ def load_pretrained(spec: Optional[str]) -> PretrainedSource:
     """Where fine-tuning starts: None / 'latest' (the most recent pre-training run), a checkpoint
     file or model folder of ours, a released-layout checkpoint file, or a zoo name (an imported
     release such as supervised_suprem_unet_2100, or an imported exported model)."""
-    from ..zoo import read_index, resolve_pretrained
-    from ..zoo.store import model_folder
-
     if spec in (None, "", "latest"):
         return PretrainedSource.from_trained(read_trained_model(latest_pretraining()))
-    p = Path(spec)
-    if p.is_dir():
-        return PretrainedSource.from_trained(read_trained_model(p))
-    if p.is_file():
-        try:
-            return PretrainedSource.from_trained(read_trained_model(p))
-        except ValueError as e:
-            if "not an nnU-Net" not in str(e):
-                raise
-            return PretrainedSource.from_weights(resolve_pretrained(p))
-    if spec in read_index()["models"]:
-        return PretrainedSource.from_trained(read_trained_model(model_folder(spec)))
-    return PretrainedSource.from_weights(resolve_pretrained(spec))
+    resolved = resolve_model(spec)
+    if resolved.is_ours:
+        return PretrainedSource.from_trained(read_trained_model(resolved.location))
+    return PretrainedSource.from_weights(resolve_pretrained(resolved.location))
 
 
 # ---------------------------------------------------------------------------- plans transfer
@@ -270,38 +261,63 @@ def few_shot_split(case_ids: Sequence[str], n: Optional[int], seed: int = 0) -> 
     return train_ids, rest
 
 
-def finetune(target: str, pretrained: Optional[str] = None, configuration: str = "3d_fullres",
-             from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
-             budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
-             freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True,
-             verify: bool = True, max_patch: Optional[Sequence[int]] = None, validate: bool = False,
-             deterministic: bool = False) -> Path:
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning (or from-scratch) run; the defaults are `suprem_finetune`'s.
+
+    target: the target dataset's full name. pretrained: None / 'latest' (the most recent
+    pre-training run), a checkpoint file or model folder, or a zoo name. num_train_cases: seeded
+    few-shot subset (None: every case). max_patch: cap of the preset's patch for released weights.
+    The rest as in `PretrainConfig`.
+    """
+
+    target: str
+    pretrained: Optional[str] = None
+    configuration: str = "3d_fullres"
+    from_scratch: bool = False
+    num_train_cases: Optional[int] = None
+    seed: int = 0
+    budget: TrainingBudget = field(default_factory=TrainingBudget)
+    device: torch.device = torch.device("cpu")
+    freeze_encoder_epochs: int = 0
+    num_processes: int = 2
+    resume: bool = True
+    verify: bool = True
+    max_patch: Optional[Sequence[int]] = None
+    validate: bool = False
+    deterministic: bool = False
+
+
+def finetune(config: Union[FinetuneConfig, str], *args, **kwargs) -> Path:
     """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder.
     `seed` draws the few-shot subset and seeds the run (weights of new channels, patches,
     augmentation; see run.train). `validate`: nnU-Net's full validation of the held-out cases
-    afterwards (`validation/summary.json`)."""
-    src = load_pretrained(pretrained)
-    target_json = read_dataset_json(paths.raw_root() / target / "dataset.json")  # one line naming a broken file
+    afterwards (`validation/summary.json`). Takes a FinetuneConfig, or its fields as arguments
+    (`finetune(target, pretrained=..., ...)`)."""
+    cfg = as_config(FinetuneConfig, config, args, kwargs)
+    src = load_pretrained(cfg.pretrained)
+    target_json = read_dataset_json(paths.raw_root() / cfg.target / "dataset.json")  # one line naming a bad file
     label_names(target_json)  # validates the target's labels
     if src.model is not None:
-        check_compatibility(src.model, target_json, target, configuration)
-        plans, plans_name = transfer_plans(src.model, target, launched_world_size())
+        check_compatibility(src.model, target_json, cfg.target, cfg.configuration)
+        plans, plans_name = transfer_plans(src.model, cfg.target, launched_world_size())
         with rank_zero_first():  # under torchrun rank 0 preprocesses, the others then find it done
-            prepare_target(target, plans, configuration, num_processes, verify)
+            prepare_target(cfg.target, plans, cfg.configuration, cfg.num_processes, cfg.verify)
     else:
         with rank_zero_first():
-            plans_name = plan_released_target(src, target_json, target, configuration, num_processes,
-                                              verify, max_patch)
-    cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
+            plans_name = plan_released_target(src, target_json, cfg.target, cfg.configuration, cfg.num_processes,
+                                              cfg.verify, cfg.max_patch)
+    cls = SupremScratchTrainer if cfg.from_scratch else SupremFinetuneTrainer
     # the plans this run made (another process may rewrite the file's pretrain block meanwhile)
-    trainer = build_trainer(cls, target, plans_name, configuration, "all", device,
+    trainer = build_trainer(cls, cfg.target, plans_name, cfg.configuration, "all", cfg.device,
                             plans if src.model is not None else None)
     all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
-    trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, num_train_cases, seed)
-    trainer.freeze_encoder_epochs = int(freeze_encoder_epochs)
-    trainer.pretrained = None if from_scratch else src
-    log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
+    trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, cfg.num_train_cases, cfg.seed)
+    trainer.freeze_encoder_epochs = int(cfg.freeze_encoder_epochs)
+    trainer.pretrained = None if cfg.from_scratch else src
+    log.info("%s on %s: %d training cases (%s)", cls.__name__, cfg.target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
-    return train(trainer, budget, resume=resume, validate=validate, seed=seed, deterministic=deterministic,
-                 role="scratch" if from_scratch else "finetune", pretrained=src.path,
-                 train_cases=trainer.train_cases, freeze_encoder_epochs=freeze_encoder_epochs)
+    return train(trainer, cfg.budget, resume=cfg.resume, validate=cfg.validate, seed=cfg.seed,
+                 deterministic=cfg.deterministic,
+                 role="scratch" if cfg.from_scratch else "finetune", pretrained=src.path,
+                 train_cases=trainer.train_cases, freeze_encoder_epochs=cfg.freeze_encoder_epochs)
