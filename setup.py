@@ -8,7 +8,7 @@ COMMANDS = {
     "suprem_predict": "suprem_nnunet.cli.predict:main",
     "suprem_evaluate": "suprem_nnunet.cli.evaluate:main",
     "suprem_demo": "suprem_nnunet.cli.demo:main",
-    "suprem_convert": "dataset_conversion.cli:main",
+    "suprem_convert": "suprem_nnunet.cli.convert:main",
     "suprem_zoo": "suprem_nnunet.cli.zoo:main",
     "suprem_experiment": "suprem_nnunet.cli.experiment:main",
     "suprem_review": "suprem_nnunet.cli.review:main",

@@ -21,6 +21,7 @@ from .errors import BadInputError, ConversionError
 from .imageio import align_to, label_array, natural_key, read_image, to_lps
 from .labelspace import LabelMapper
 from .sides import Geometry
+from suprem_nnunet.errors import InputError
 
 NII = (".nii.gz", ".nii")
 
@@ -175,7 +176,7 @@ def digits(s: str) -> str:
     """The last run of digits in `s` ('img0001' -> '0001')."""
     m = re.findall(r"\d+", s)
     if not m:
-        raise ValueError(f"no number in {s!r}")
+        raise InputError(f"no number in {s!r}")
     return m[-1]
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
+from suprem_nnunet.errors import SupremError
 
-class BadInputError(Exception):
+
+class BadInputError(SupremError):
     """A source file (or folder) that cannot be converted; str() is one line: 'path: problem'."""
 
     def __init__(self, path: Union[str, Path], problem: str) -> None:
@@ -14,5 +16,5 @@ class BadInputError(Exception):
         super().__init__(f"{self.path}: {self.problem}")
 
 
-class ConversionError(Exception):
+class ConversionError(SupremError):
     """A conversion cannot run at all (bad arguments, inconsistent output folder)."""

@@ -9,6 +9,7 @@ from suprem_nnunet.labels import CLASSES, atlas_id, host_of
 from suprem_nnunet.labels.sources import LabelMap, sides_of, unified_name
 
 from .sides import Geometry, midline_x, split_left_right
+from suprem_nnunet.errors import InputError
 
 _TABLE_INDEX = {c.name: i for i, c in enumerate(CLASSES)}
 
@@ -104,7 +105,7 @@ def remap_lut(from_classes: Sequence[str], to_classes: Sequence[str]) -> np.ndar
     to = {n: i + 1 for i, n in enumerate(to_classes)}
     missing = [n for n in from_classes if n not in to]
     if missing:
-        raise ValueError(f"classes {missing} are not in the target label list")
+        raise InputError(f"classes {missing} are not in the target label list")
     lut = np.zeros(len(from_classes) + 1, np.uint16 if len(to_classes) >= 256 else np.uint8)
     for i, n in enumerate(from_classes):
         lut[i + 1] = to[n]

@@ -22,6 +22,7 @@ from typing import List, Tuple
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from suprem_nnunet.errors import InputError
 
 SIZE = 24  # thumbnail edge (voxels)
 COARSE = 8  # pre-filter edge (box-averaged from the thumbnail; SIZE must be a multiple)
@@ -53,7 +54,7 @@ def thumbnail_of_array(arr: np.ndarray, size: int = SIZE, chunk: int = 16) -> np
 
     Works slab by slab (`chunk` slices), so no full-size float copy of the volume is made."""
     if arr.ndim != 3 or min(arr.shape) < 1:
-        raise ValueError(f"expected a 3D array, got shape {arr.shape}")
+        raise InputError(f"expected a 3D array, got shape {arr.shape}")
     wz, wy, wx = (box_weights(n, size) for n in arr.shape)
     lo, hi = HU_RANGE
     planes = np.empty((arr.shape[0], size, size))

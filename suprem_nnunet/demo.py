@@ -9,20 +9,23 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
 from . import paths
-from .evaluation.evaluate import evaluate_folders
 from .inference.predict import predict
-from .planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
+from .planning.planner import PlanningCaps, plan_and_preprocess
 from .synth.dataset import make_phantom_dataset
-from .training.base import SupremPretrainer, TrainingBudget
+from .training.base import TrainingBudget
 from .training.finetune import finetune
-from .training.run import build_trainer, resolve_device, train
+from .training.run import resolve_device
 from .evaluation.compare import paired_comparison
 from .evaluation.figures import label_slices, score_bars
+from .evaluation.evaluate import EvaluateConfig, evaluate
+from .inference.predict import PredictConfig
+from .training.finetune import FinetuneConfig
+from .training.pretrain import PretrainConfig, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +92,24 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     t = time.time()
     budget = TrainingBudget(cfg.pretrain_epochs, cfg.iterations_per_epoch, 2, cfg.lr, 1, cfg.optimizer)
-    trainer = build_trainer(SupremPretrainer, pre.name, plans_name_for("nnunet"), "3d_fullres", "all", device)
-    pre_dir = train(trainer, budget, seed=cfg.seed, role="pretrain")
+    pre_dir = pretrain(PretrainConfig(pre.name, device=device, budget=budget, seed=cfg.seed, update_preprocessed=False))
     _stage(cfg, "pre-train", t)
 
     arms = {}
     for arm, scratch in (("fine-tuned", False), ("from scratch", True)):
         t = time.time()
         budget = TrainingBudget(cfg.finetune_epochs, cfg.iterations_per_epoch, 2, cfg.lr, 1, cfg.optimizer)
-        arms[arm] = finetune(tgt.name, str(pre_dir), "3d_fullres", from_scratch=scratch,
-                             num_train_cases=cfg.few_shot, seed=cfg.seed, budget=budget, device=device,
-                             verify=False)
+        arms[arm] = finetune(FinetuneConfig(tgt.name, str(pre_dir), from_scratch=scratch,
+                                            num_train_cases=cfg.few_shot, seed=cfg.seed, budget=budget,
+                                            device=device, verify=False))
         _stage(cfg, f"train {arm}", t)
 
     results = {}
     for arm, model_dir in arms.items():
         t = time.time()
         pred = out / "predictions" / arm.replace(" ", "_")
-        predict(tgt / "imagesTs", pred, model_dir, str(device))
-        results[arm] = evaluate_folders(pred, tgt / "labelsTs", pred)
+        predict(PredictConfig(tgt / "imagesTs", pred, model_dir, device=str(device)))
+        results[arm] = evaluate(EvaluateConfig(pred, tgt / "labelsTs", pred))
         _stage(cfg, f"predict + evaluate {arm}", t)
     return write_report(cfg, out, tgt, pre_dir, arms, results)
 

@@ -18,6 +18,7 @@ import random
 from typing import List, Optional
 
 import numpy as np
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,13 @@ MAX_SEED = 2**32 - 1
 def check_seed(value) -> int:
     """`value` as a seed (an integer in [0, 2**32 - 1]); ValueError naming the value otherwise."""
     if isinstance(value, bool):
-        raise ValueError(f"--seed must be an integer between 0 and {MAX_SEED}, got {value!r}")
+        raise InputError(f"--seed must be an integer between 0 and {MAX_SEED}, got {value!r}")
     try:
         seed = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise ValueError(f"--seed must be an integer between 0 and {MAX_SEED}, got {value!r}") from None
+        raise InputError(f"--seed must be an integer between 0 and {MAX_SEED}, got {value!r}") from None
     if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"--seed must be an integer between 0 and {MAX_SEED}, got {seed}")
+        raise InputError(f"--seed must be an integer between 0 and {MAX_SEED}, got {seed}")
     return seed
 
 

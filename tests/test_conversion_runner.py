@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from conversion_replicas import phantom, read_dataset, sitk_image, source_label, write
-from dataset_conversion import cli
+from suprem_nnunet.cli import convert as cli
 from dataset_conversion.errors import BadInputError
 from dataset_conversion.registry import SOURCES
 from dataset_conversion.runner import convert

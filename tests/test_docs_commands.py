@@ -5,7 +5,7 @@ continuation lines, cut at `&&`, `||`, `|` and `;` and stripped of redirections,
 console scripts of setup.py's COMMANDS (also as `.venv/bin/<script>`), or any line holding
 `-m suprem_nnunet.<module>` / `-m dataset_conversion.<module>` (`python -m …`, `torchrun … -m …`):
 then the words after the module are checked. A segment holding `$(` is skipped. The parser is the
-module's `build_parser()`; a module without one (`dataset_conversion.cli`, the benchmarks) runs its
+module's `build_parser()`; a module without one (`suprem_nnunet.cli.convert`, the benchmarks) runs its
 `main(argv)` with `ArgumentParser.parse_args` stopped right after parsing, so nothing else runs.
 Only the parsing is checked: paths need not exist. Runs in about a second.
 """
@@ -191,7 +191,7 @@ def test_extraction_joins_continuations_and_cuts_at_separators(tmp_path):
     got = [c for _, line in shell_lines(doc) for c in commands(line)]
     assert got == [("suprem_nnunet.cli.predict", ["-i", "a", "-o", "b", "-m", "c"]),
                    ("suprem_nnunet.cli.demo", ["--out", "d"]),
-                   ("dataset_conversion.cli", ["--list"]),
+                   ("suprem_nnunet.cli.convert", ["--list"]),
                    ("suprem_nnunet.cli.train", ["1", "3d_fullres"]),
                    ("suprem_nnunet.benchmarks", ["gpu", "--dry-run"])]
 
@@ -200,6 +200,6 @@ def test_a_wrong_flag_is_caught(isolated):
     """The check is not vacuous: an unknown flag fails, for a build_parser module and for one that
     is parsed through its main."""
     assert parse("suprem_nnunet.cli.train", ["1", "--no-such-flag"], isolated) is not None
-    assert parse("dataset_conversion.cli", ["--no-such-flag"], isolated) is not None
+    assert parse("suprem_nnunet.cli.convert", ["--no-such-flag"], isolated) is not None
     assert parse("suprem_nnunet.cli.train", ["1", "3d_fullres", "--epochs", "2"], isolated) is None
-    assert parse("dataset_conversion.cli", ["merge", "101", "102", "-d", "100"], isolated) is None
+    assert parse("suprem_nnunet.cli.convert", ["merge", "101", "102", "-d", "100"], isolated) is None

@@ -26,7 +26,7 @@ def _edit(path, **changes):
 
 
 def _merge_fails(raw, capsys, *needles):
-    from dataset_conversion.cli import main
+    from suprem_nnunet.cli.convert import main
 
     assert main(["merge", "61", "62", "-d", "63", "--name", "Mix", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
@@ -58,7 +58,7 @@ def test_same_novel_class_with_two_hosts_refused(two_lits, capsys):
 
 def test_agreeing_declared_hosts_merge(two_lits, capsys):
     """The check is no false alarm: hosts declared as the table has them merge as before."""
-    from dataset_conversion.cli import main
+    from suprem_nnunet.cli.convert import main
 
     raw, a, b = two_lits
     _edit(b / "dataset.json", tumor_hosts={"liver_tumor": "liver"})

@@ -153,7 +153,7 @@ Setup = Tuple[Callable, List[str], List[Path]]
 def convert_setup(world, name: str, skip_bad: bool = False) -> Setup:
     """MSD Task09 layout with one bad case (and a good one with --skip-bad); DICOM inputs go
     through Pancreas-CT (a DICOM series per case, NIfTI labels)."""
-    from dataset_conversion.cli import main
+    from suprem_nnunet.cli.convert import main
 
     bad = bi.BY_NAME[name]
     src = fresh(world, f"convert-{name}")

@@ -284,7 +284,7 @@ def test_conversion_killed_then_rerun_is_byte_identical(tmp_path, point, target,
         write(tmp_path / "in" / f"volume-{i}.nii.gz", ph.image, ph)
         write(tmp_path / "in" / f"segmentation-{i}.nii.gz", source_label(ph, {1: "liver", 2: "liver_tumor"}), ph)
     convert("lits", tmp_path / "in", 1, "T", raw_root=tmp_path / "ref", progress=False)
-    args = ["-m", "dataset_conversion.cli", "lits", tmp_path / "in", "-d", "1", "--name", "T", "--no-progress"]
+    args = ["-m", "suprem_nnunet.cli.convert", "lits", tmp_path / "in", "-d", "1", "--name", "T", "--no-progress"]
     kill_rerun_and_compare(tmp_path, target, n, point, args, "Dataset001_T")
 
 
@@ -293,7 +293,7 @@ def kill_rerun_and_compare(tmp_path: Path, target: str, n: int, point: str, args
     n-th call of `target`), check that no dataset.json was written, rerun the same command to the
     end (in-process: the rerun needs no kill) and compare every byte of `dataset` with the
     uninterrupted run's copy under tmp_path/ref."""
-    from dataset_conversion.cli import main
+    from suprem_nnunet.cli.convert import main
 
     env = _env(nnUNet_raw=tmp_path / "raw")
     proc, marker = start_hooked(tmp_path, target, n, args, env)
@@ -335,7 +335,7 @@ def test_merge_killed_then_rerun_is_byte_identical(tmp_path, point, target, n):
     convert("msd_task09", tmp_path / "msd", 2, "S", raw_root=tmp_path / "raw", progress=False)
     shutil.copytree(tmp_path / "raw", tmp_path / "ref")
     merge([1, 2], 3, "M", raw_root=tmp_path / "ref", progress=False)
-    args = ["-m", "dataset_conversion.cli", "merge", "1", "2", "-d", "3", "--name", "M", "--no-progress"]
+    args = ["-m", "suprem_nnunet.cli.convert", "merge", "1", "2", "-d", "3", "--name", "M", "--no-progress"]
     kill_rerun_and_compare(tmp_path, target, n, point, args, "Dataset003_M")
 
 
@@ -394,7 +394,7 @@ def test_prediction_killed_leaves_no_partial_output(world, tmp_path):
 
 
 # ---------------------------------------------------------------------------- closed stdout
-@pytest.mark.parametrize("module,args", [("dataset_conversion.cli", ["--list"]),
+@pytest.mark.parametrize("module,args", [("suprem_nnunet.cli.convert", ["--list"]),
                                          ("suprem_nnunet.cli.zoo", ["list"])])
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path, module, args):
     """`suprem_convert --list | head`: the reader is gone before the command writes. Old code: a

@@ -39,14 +39,16 @@ from ..synth.phantom import PhantomGenerator, _Shape
 from ..dataset.raw import write_image, dataset_name, write_annotated_classes, write_dataset_json
 from ..evaluation.evaluate import evaluate_folders
 from ..inference.predict import predict
-from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
-from ..training.base import SupremPretrainer, TrainingBudget
+from ..planning.planner import PlanningCaps, plan_and_preprocess
+from ..training.base import TrainingBudget
 from ..training.finetune import finetune
-from ..training.run import build_trainer, resolve_device, train
+from ..training.run import resolve_device
 from ..seeding import seed_everything
 from ..review.revisions import import_revisions
 from ..review.score import run_score
 from ..review.tta import tta_passes
+from ..training.finetune import FinetuneConfig
+from ..training.pretrain import PretrainConfig, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,6 @@ def run_benchmark(cfg: BenchmarkConfig) -> Dict:
 
     from scipy.stats import spearmanr
 
-
     import torch
 
     torch.set_num_threads(1)  # tiny networks on a shared 2-core CPU: more threads thrash
@@ -194,8 +195,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> Dict:
     plan_and_preprocess(base_ds.name, "nnunet", ("3d_fullres",), caps, num_processes=2, verify=False, clean=True)
     budget = TrainingBudget(cfg.epochs, cfg.iterations_per_epoch, 2, cfg.lr, cfg.epochs, "adamw")
     seed_everything(cfg.seed)
-    trainer = build_trainer(SupremPretrainer, base_ds.name, plans_name_for("nnunet"), "3d_fullres", "all", device)
-    model_dir = train(trainer, budget, role="review-benchmark", seed=cfg.seed)
+    model_dir = pretrain(PretrainConfig(base_ds.name, device=device, budget=budget, seed=cfg.seed,
+                                        update_preprocessed=False, role="review-benchmark"))
     _stage(cfg, "train model", t)
 
     t = time.time()
@@ -261,8 +262,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> Dict:
             import_revisions(revised, ds.name)
         rb = TrainingBudget(cfg.retrain_epochs, cfg.iterations_per_epoch, 2, cfg.lr, cfg.retrain_epochs, "adamw")
         seed_everything(cfg.seed)
-        arm_model = finetune(ds.name, str(model_dir), "3d_fullres", budget=rb, device=device, verify=False,
-                             seed=cfg.seed)
+        arm_model = finetune(FinetuneConfig(ds.name, str(model_dir), budget=rb, device=device, verify=False,
+                                            seed=cfg.seed))
         held_results[arm] = _held_out_errors(arm_model, held_dir, out / "pred_held" / arm.replace(" ", "_"))
         _stage(cfg, f"flywheel {arm}", t)
     flywheel = {"k": cfg.k, "chosen": arms, "unusual_chosen": {a: sum(bool(kinds[c]) for c in ch)

@@ -68,6 +68,7 @@ from ..networks.checkpoint import load_training_checkpoint
 from ..zoo.layouts import release_like_checkpoint
 from ..dataset.raw import atomic_write_json
 from ..paths import setup_environment
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def check_packages(names: Sequence[str], entry_modules: Sequence[str] = ()) -> N
         except ImportError as e:
             missing.append(f"{module} ({e})")
     if missing:
-        raise ValueError(f"missing Python package(s): {', '.join(missing)}; install the wheels listed in "
+        raise InputError(f"missing Python package(s): {', '.join(missing)}; install the wheels listed in "
                          "docs/gpu.md (pip install --no-deps --target DIR *.whl, then PYTHONPATH=DIR)")
 
 
@@ -168,9 +169,9 @@ def check_device(device: str) -> None:
     import torch
 
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device {device!r}: expected cuda or cpu")
+        raise InputError(f"--device {device!r}: expected cuda or cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is present (torch.cuda.is_available() is False); "
+        raise InputError("--device cuda: no CUDA device is present (torch.cuda.is_available() is False); "
                          "run the CPU dry run with --device cpu --dry-run")
 
 
@@ -690,7 +691,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ[var] = str(out / "nnunet" / var)
     try:
         if args.budget_s <= 0:
-            raise ValueError(f"--budget-s must be positive, got {args.budget_s}")
+            raise InputError(f"--budget-s must be positive, got {args.budget_s}")
         check_packages([*REQUIRED_PACKAGES, *args.require], ENTRY_MODULES)
         check_device(args.device)
     except ValueError as e:

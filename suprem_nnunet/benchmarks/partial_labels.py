@@ -29,18 +29,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import paths
-from ..training.base import PARTIAL_LOSSES, SupremPretrainer, TrainingBudget
+from ..training.base import PARTIAL_LOSSES, TrainingBudget
 from ..training.sampling import check_sample_by
 from dataset_conversion.labelspace import unified_order
 from ..synth import get_profile
 from dataset_conversion.merge import merge
 from ..dataset.raw import dataset_name
 from ..synth.dataset import make_phantom_dataset, make_profile_dataset
-from ..evaluation.evaluate import evaluate_folders
-from ..inference.predict import predict
-from ..planning.planner import plans_name_for, PlanningCaps, plan_and_preprocess
-from ..training.run import build_trainer, resolve_device, train
+from ..inference.predict import PredictConfig, predict
+from ..planning.planner import PlanningCaps, plan_and_preprocess
+from ..training.run import resolve_device
 from ..labels import host_of
+from ..errors import InputError
+from ..evaluation.evaluate import EvaluateConfig, evaluate
+from ..training.pretrain import PretrainConfig, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ def parse_arm(arm: str) -> Tuple[str, str]:
 
     loss, _, sample_by = arm.partition(":")
     if loss not in PARTIAL_LOSSES:
-        raise ValueError(f"arm {arm!r}: unknown loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
+        raise InputError(f"arm {arm!r}: unknown loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
     return loss, check_sample_by(sample_by or "case")
 
 
@@ -126,23 +128,22 @@ def make_data(cfg: PartialBenchConfig) -> Tuple[str, Path, Dict[str, int]]:
 
 def run_arm(cfg: PartialBenchConfig, arm: str, dataset: str, heldout: Path) -> Dict:
     """Pre-train one arm in its own results folder, predict the held-out set, evaluate; returns the metrics."""
-
     loss, sample_by = parse_arm(arm)
     slug = arm.replace(":", "_")
     os.environ["nnUNet_results"] = str(cfg.out / "data" / f"results_{slug}")  # nnunetv2 reads it lazily
     Path(os.environ["nnUNet_results"]).mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     t = time.time()
-    trainer = build_trainer(SupremPretrainer, dataset, plans_name_for("nnunet"), "3d_fullres", "all", device)
-    trainer.configure_partial_labels(loss, sample_by)
     budget = TrainingBudget(cfg.epochs, cfg.iterations_per_epoch, cfg.val_iterations, cfg.lr, cfg.epochs,
                             cfg.optimizer)
-    folder = train(trainer, budget, seed=cfg.seed, role="pretrain", benchmark="partial-labels")
+    folder = pretrain(PretrainConfig(dataset, device=device, budget=budget, seed=cfg.seed, partial_loss=loss,
+                                     sample_by=sample_by, update_preprocessed=False,
+                                     run_info={"benchmark": "partial-labels"}))
     cfg.timings[f"train {arm}"] = round(time.time() - t, 1)
     t = time.time()
     pred = cfg.out / "predictions" / slug
-    predict(heldout / "imagesTs", pred, folder, str(device), step_size=cfg.step_size)
-    metrics = evaluate_folders(pred, heldout / "labelsTs", pred)
+    predict(PredictConfig(heldout / "imagesTs", pred, folder, device=str(device), step_size=cfg.step_size))
+    metrics = evaluate(EvaluateConfig(pred, heldout / "labelsTs", pred))
     cfg.timings[f"predict + evaluate {arm}"] = round(time.time() - t, 1)
     return metrics
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from ..models.trained import TrainedModel
+from ..errors import InputError
 
 #: dotted name for plans
 INTENSITY_BAND_NET = "suprem_nnunet.benchmarks.reference_nets.IntensityBandNet"
@@ -28,7 +29,7 @@ class IntensityBandNet(nn.Module):
         super().__init__()
         centers = list(centers) if centers is not None else [float(k) for k in range(1, num_classes)]
         if len(centers) != num_classes - 1:
-            raise ValueError(f"IntensityBandNet: {num_classes} classes need {num_classes - 1} centers, got {len(centers)}")
+            raise InputError(f"IntensityBandNet: {num_classes} classes need {num_classes - 1} centers, got {len(centers)}")
         self.register_buffer("centers", torch.tensor(centers, dtype=torch.float32).view(1, -1, 1, 1, 1))
         self.width, self.smooth, self.unet_scale = float(width), int(smooth), float(unet_scale)
         self.unet = None

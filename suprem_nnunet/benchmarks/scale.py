@@ -38,6 +38,7 @@ from ..planning.fingerprint import SupremFingerprintExtractor
 from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
 from ..synth.dataset import make_phantom_dataset
 from ..dataset.raw import atomic_write_json
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def run_one(n: int, cfg: ScaleConfig) -> Dict:
 def run_benchmark(cases: Sequence[int], cfg: ScaleConfig) -> Dict:
     """One fresh process per N (peak RSS is per process); the rows and the growth ratios."""
     if not cases or any(n < 1 for n in cases):
-        raise ValueError(f"--cases needs numbers of cases >= 1, got {list(cases)}")
+        raise InputError(f"--cases needs numbers of cases >= 1, got {list(cases)}")
     cfg.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in cases:

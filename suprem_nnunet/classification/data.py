@@ -24,6 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..synth.subtype_lesion import PANCREAS_LESION_SUBTYPES
 from ..dataset.cases import list_inputs
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,18 @@ def read_case_labels(path: PathLike, subtypes: Sequence[str] = SUBTYPES) -> Dict
     """{case: sub-type} from a labels file; ValueError naming the file for every problem found."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such case labels file")
+        raise MissingFileError(f"{path}: no such case labels file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
             rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"{path}: not a readable CSV file ({e})") from None
+        raise InputError(f"{path}: not a readable CSV file ({e})") from None
     if "case" not in header or "subtype" not in header:
-        raise ValueError(f"{path}: needs the columns 'case' and 'subtype', found: {', '.join(header) or 'none'}")
+        raise InputError(f"{path}: needs the columns 'case' and 'subtype', found: {', '.join(header) or 'none'}")
     if not rows:
-        raise ValueError(f"{path}: no cases (expected a header 'case,subtype' and one row per case)")
+        raise InputError(f"{path}: no cases (expected a header 'case,subtype' and one row per case)")
     labels: Dict[str, str] = {}
     problems: List[str] = []
     for line, row in enumerate(rows, start=2):
@@ -83,7 +84,7 @@ def read_case_labels(path: PathLike, subtypes: Sequence[str] = SUBTYPES) -> Dict
 def _raise(path: Path, problems: List[str]) -> None:
     if problems:
         more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise ValueError(f"{path}: {len(problems)} problem(s): {'; '.join(problems[:MAX_LISTED])}{more}")
+        raise InputError(f"{path}: {len(problems)} problem(s): {'; '.join(problems[:MAX_LISTED])}{more}")
 
 
 def case_images(folder: PathLike) -> Dict[str, List[str]]:
@@ -120,7 +121,7 @@ def dataset_cases(raw_folder: PathLike, labels_file: Optional[PathLike] = None
     match_images(labels_file, labels, [raw / "imagesTr", raw / "imagesTs"])  # every listed case has an image
     train_images = match_images(labels_file, labels, [raw / "imagesTr"], require_all=False)
     if not train_images:
-        raise ValueError(f"{labels_file}: none of its cases has an image in {raw / 'imagesTr'}")
+        raise InputError(f"{labels_file}: none of its cases has an image in {raw / 'imagesTr'}")
     seg = {c: (str(raw / "labelsTr" / f"{c}.nii.gz") if (raw / "labelsTr" / f"{c}.nii.gz").is_file() else None)
            for c in train_images}
     return {c: labels[c] for c in train_images}, train_images, seg

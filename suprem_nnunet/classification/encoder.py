@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..networks.registry import get_backbone
+from ..errors import InputError
 
 
 def _plain_unet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:  # nnU-Net PlainConvUNet / ResidualEncoderUNet
@@ -63,7 +64,7 @@ def encoder_features(backbone: str, net: nn.Module, x: torch.Tensor, pre_norm: b
     docstring; backbones without such a block give the map itself)."""
     get_backbone(backbone)  # unknown name: one line listing the choices
     if backbone not in ENCODER_FEATURES:
-        raise ValueError(f"backbone {backbone!r} has no encoder feature extractor for classification")
+        raise InputError(f"backbone {backbone!r} has no encoder feature extractor for classification")
     if not pre_norm or backbone not in DEEPEST_BLOCK:
         return ENCODER_FEATURES[backbone](net, x)
     seen: List[torch.Tensor] = []
@@ -91,12 +92,12 @@ def load_encoder_weights(net: nn.Module, backbone: str, state_dict: Mapping[str,
     missing = sorted(k for k in own if k not in given)
     wrong = sorted(k for k in own if k in given and tuple(given[k].shape) != tuple(own[k].shape))
     if not own:
-        raise ValueError(f"{source}: the {backbone} network has no tensor under its encoder keys")
+        raise InputError(f"{source}: the {backbone} network has no tensor under its encoder keys")
     if missing or wrong:
         first = missing[0] if missing else wrong[0]
         detail = ("missing" if missing else
                   f"shape {tuple(given[first].shape)} where the network has {tuple(own[first].shape)}")
-        raise ValueError(f"{source}: its encoder does not fit the {backbone} network the classifier builds "
+        raise InputError(f"{source}: its encoder does not fit the {backbone} network the classifier builds "
                          f"({len(missing)} encoder tensor(s) missing, {len(wrong)} of another shape; "
                          f"first: {first} {detail})")
     sd = net.state_dict()

@@ -21,7 +21,7 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from scipy import stats
@@ -29,6 +29,7 @@ from scipy import stats
 from .data import SUBTYPES, canonical_subtype, read_case_labels
 from ..dataset.raw import atomic_write_bytes, atomic_write_json, atomic_save_figure
 from ..evaluation.figures import default_style, pyplot
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -42,42 +43,42 @@ def read_scores(path: PathLike) -> Tuple[List[str], Dict[str, np.ndarray], Dict[
     """(classes, {case: scores in class order}, {case: predicted class or None}) of a scores CSV."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such scores file")
+        raise MissingFileError(f"{path}: no such scores file")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [(h or "").strip() for h in (reader.fieldnames or [])]
         rows = list(reader)
     if "case" not in header:
-        raise ValueError(f"{path}: needs a 'case' column and one score column per sub-type")
+        raise InputError(f"{path}: needs a 'case' column and one score column per sub-type")
     classes, columns = [], []
     for h in header:
         if h in ("case", "prediction"):
             continue
         k = canonical_subtype(h)
         if k is None:
-            raise ValueError(f"{path}: column {h!r} is not a sub-type (known: {', '.join(SUBTYPES)})")
+            raise InputError(f"{path}: column {h!r} is not a sub-type (known: {', '.join(SUBTYPES)})")
         classes.append(k)
         columns.append(h)
     if not classes:
-        raise ValueError(f"{path}: no score column (one per sub-type: {', '.join(SUBTYPES)})")
+        raise InputError(f"{path}: no score column (one per sub-type: {', '.join(SUBTYPES)})")
     scores, preds = {}, {}
     for line, row in enumerate(rows, start=2):
         case = (row.get("case") or "").strip()
         if case in scores:
-            raise ValueError(f"{path}: line {line}: case {case!r} is listed twice")
+            raise InputError(f"{path}: line {line}: case {case!r} is listed twice")
         try:
             vals = np.array([float(row[h]) for h in columns])
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: line {line}: case {case!r} has a score that is not a number") from None
+            raise InputError(f"{path}: line {line}: case {case!r} has a score that is not a number") from None
         if not np.isfinite(vals).all():
-            raise ValueError(f"{path}: line {line}: case {case!r} has a NaN or infinite score")
+            raise InputError(f"{path}: line {line}: case {case!r} has a NaN or infinite score")
         scores[case] = vals
         p = (row.get("prediction") or "").strip()
         preds[case] = canonical_subtype(p) if p else None
         if p and preds[case] is None:
-            raise ValueError(f"{path}: line {line}: unknown predicted sub-type {p!r}")
+            raise InputError(f"{path}: line {line}: unknown predicted sub-type {p!r}")
     if not scores:
-        raise ValueError(f"{path}: no cases")
+        raise InputError(f"{path}: no cases")
     return classes, scores, preds
 
 
@@ -163,7 +164,7 @@ def evaluate_scores(scores_csv: PathLike, labels_csv: PathLike) -> Dict:
     labels = read_case_labels(labels_csv)
     unlabelled = sorted(c for c in scores if c not in labels)
     if unlabelled:
-        raise ValueError(f"{labels_csv}: no label for {len(unlabelled)} scored case(s) of {scores_csv}: "
+        raise InputError(f"{labels_csv}: no label for {len(unlabelled)} scored case(s) of {scores_csv}: "
                          f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}")
     cases = sorted(scores)
     left_out = len([c for c in labels if c not in scores])
@@ -171,7 +172,7 @@ def evaluate_scores(scores_csv: PathLike, labels_csv: PathLike) -> Dict:
         log.info("%s: %d labelled case(s) have no score and are left out", labels_csv, left_out)
     unscored = sorted({labels[c] for c in cases} - set(classes))
     if unscored:
-        raise ValueError(f"{scores_csv}: no score column for sub-type(s) {', '.join(unscored)} that "
+        raise InputError(f"{scores_csv}: no score column for sub-type(s) {', '.join(unscored)} that "
                          f"{labels_csv} uses")
     truth = np.array([labels[c] for c in cases])
     mat = np.stack([scores[c] for c in cases])

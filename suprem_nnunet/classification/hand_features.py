@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import SUBTYPES
 from .preprocess import Case
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def roi_features(case: Case) -> np.ndarray:
     """(p10, p50, p90, sd) of the first channel's ROI voxels, in HU where the channel is windowed
     CT (else in the channel's own units); ValueError naming the case when it has no ROI."""
     if case.roi is None or not case.roi.any():
-        raise ValueError(f"{case.name}: no pancreas or lesion voxel in its label map; no ROI features")
+        raise InputError(f"{case.name}: no pancreas or lesion voxel in its label map; no ROI features")
     v = case.volume[0][case.roi].astype(np.float64)
     w = case.windows[0] if case.windows else None
     if w is not None:
@@ -62,7 +63,7 @@ def fit_hand_features(cases: Sequence[Case], labels: Sequence[str], seed: int = 
     from sklearn.preprocessing import StandardScaler
 
     if len(set(labels)) < 2:
-        raise ValueError(f"hand-feature baseline: the training cases hold one class ({', '.join(set(labels))})")
+        raise InputError(f"hand-feature baseline: the training cases hold one class ({', '.join(set(labels))})")
     x = np.stack([roi_features(c) for c in cases])
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000, random_state=seed))
     pipe.fit(x, np.asarray(labels))

@@ -34,6 +34,7 @@ from ..training.finetune import load_pretrained
 from ..networks import network_class
 from ..networks.checkpoint import replace_durably, temp_checkpoint_path, load_training_checkpoint
 from ..zoo.predict import SUPREM_PREPROCESSING
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def find_classifier(path: PathLike) -> Path:
     if p.is_dir():
         p = p / CHECKPOINT_NAME
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such classifier checkpoint (train one with suprem_classify train)")
+        raise MissingFileError(f"{p}: no such classifier checkpoint (train one with suprem_classify train)")
     return p
 
 
@@ -187,10 +188,10 @@ def load_classifier(path: PathLike) -> Tuple[SubtypeClassifier, EncoderSpec, dic
     ckpt = load_training_checkpoint(p)
     fmt = ckpt.get("format")
     if isinstance(fmt, str) and fmt.startswith("suprem_classifier/") and fmt != CHECKPOINT_FORMAT:
-        raise ValueError(f"{p}: classifier format {fmt!r}, this version reads {CHECKPOINT_FORMAT!r} (another "
+        raise InputError(f"{p}: classifier format {fmt!r}, this version reads {CHECKPOINT_FORMAT!r} (another "
                          "input pipeline and pooling); train it again with suprem_classify train")
     if fmt != CHECKPOINT_FORMAT:
-        raise ValueError(f"{p}: not a suprem classifier checkpoint (no format {CHECKPOINT_FORMAT!r}); "
+        raise InputError(f"{p}: not a suprem classifier checkpoint (no format {CHECKPOINT_FORMAT!r}); "
                          "segmentation checkpoints go to --pretrained of suprem_classify train")
     spec = EncoderSpec.from_dict(ckpt["encoder"])
     classes = list(ckpt["classes"])
@@ -199,13 +200,13 @@ def load_classifier(path: PathLike) -> Tuple[SubtypeClassifier, EncoderSpec, dic
     head_w = ckpt["state_dict"].get("head.1.weight")
     if head_w is None or tuple(head_w.shape) != (len(classes), 2 * c):
         got = "no head" if head_w is None else f"a head of shape {tuple(head_w.shape)}"
-        raise ValueError(f"{p}: its encoder gives {c} feature channels ({2 * c} pooled values) for "
+        raise InputError(f"{p}: its encoder gives {c} feature channels ({2 * c} pooled values) for "
                          f"{len(classes)} classes, but the checkpoint holds {got}; the encoder does not fit the head")
     model = SubtypeClassifier(spec.backbone, net, len(classes), c)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()[1:2] or [str(e)]
-        raise ValueError(f"{p}: its weights do not fit the {spec.backbone} network its plans build "
+        raise InputError(f"{p}: its weights do not fit the {spec.backbone} network its plans build "
                          f"({first[0].strip()})") from None
     return model.eval(), spec, ckpt

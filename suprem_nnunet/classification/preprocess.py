@@ -49,6 +49,7 @@ from .model import EncoderSpec
 from ..networks.registry import get_backbone
 from ..zoo.predict import SUPREM_PREPROCESSING, preprocess_ct
 from ..preprocessing.plans_manager import as_suprem
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,10 @@ class CasePreprocessor:
     def __init__(self, spec: EncoderSpec, mask_roi: bool = True, margin_mm: float = ROI_MARGIN_MM,
                  window: Sequence[float] = CLASSIFICATION_WINDOW_HU) -> None:
         if margin_mm < 0:
-            raise ValueError(f"ROI margin must be at least 0 mm, got {margin_mm}")
+            raise InputError(f"ROI margin must be at least 0 mm, got {margin_mm}")
         lo, hi = float(window[0]), float(window[1])
         if not hi > lo:
-            raise ValueError(f"intensity window [{lo}, {hi}] HU: the upper bound must exceed the lower")
+            raise InputError(f"intensity window [{lo}, {hi}] HU: the upper bound must exceed the lower")
         self.spec = spec
         self.mask_roi = mask_roi
         self.margin_mm = float(margin_mm)
@@ -266,6 +267,6 @@ def patch_for(spec: EncoderSpec, patch: Optional[Sequence[int]]) -> Tuple[int, .
         div = int(np.prod([max(s) if isinstance(s, (list, tuple)) else int(s) for s in strides]))
     bad = [int(p) for p in patch if div and int(p) % div]
     if bad or min(int(p) for p in patch) < 1:
-        raise ValueError(f"--patch {list(patch)}: every side must be a positive multiple of {div} for the "
+        raise InputError(f"--patch {list(patch)}: every side must be a positive multiple of {div} for the "
                          f"{spec.backbone} encoder")
     return tuple(int(p) for p in patch)

@@ -25,6 +25,7 @@ import numpy as np
 from .data import PANCREAS_LESION_SUBTYPES, SUBTYPES, canonical_subtype
 from ..inference.outputs import read_probabilities
 from ..dataset.raw import atomic_write_bytes
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def subtype_channels(class_names: List[str], source: str) -> Dict[str, int]:
         if k in PANCREAS_LESION_SUBTYPES:
             found[k] = i
     if not found:
-        raise ValueError(f"{source}: no sub-type class among its channels ({', '.join(map(str, class_names))}); "
+        raise InputError(f"{source}: no sub-type class among its channels ({', '.join(map(str, class_names))}); "
                          f"the segmentation route needs a model with classes {', '.join(PANCREAS_LESION_SUBTYPES)}")
     return found
 
@@ -69,15 +70,15 @@ def read_case_probabilities(path: Path) -> Dict[str, np.ndarray]:
     try:
         z = read_probabilities(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable probability file ({str(e).splitlines()[0] if str(e) else e!r})") from None
+        raise InputError(f"{path}: not a readable probability file ({str(e).splitlines()[0] if str(e) else e!r})") from None
     missing = [k for k in ("probabilities", "class_names", "spacing") if k not in z]
     if missing:
         what = "no class names (the 'class_names' array)" if missing == ["class_names"] else f"no {', '.join(missing)}"
-        raise ValueError(f"{path}: {what}; the segmentation route needs probability files as "
+        raise InputError(f"{path}: {what}; the segmentation route needs probability files as "
                          "suprem_predict --save-probabilities writes them")
     n_ch, n_names = int(np.asarray(z["probabilities"]).shape[0]), int(np.asarray(z["class_names"]).size)
     if n_ch != n_names:
-        raise ValueError(f"{path}: {n_names} class names for {n_ch} probability channels")
+        raise InputError(f"{path}: {n_names} class names for {n_ch} probability channels")
     return z
 
 
@@ -86,7 +87,7 @@ def scores_from_probabilities(folder: PathLike, output_csv: PathLike, volume_ml:
     every file is checked before scores.csv is written (temporary file, then renamed)."""
     files = sorted(Path(folder).glob("*.npz"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no <case>.npz probability files (suprem_predict --save-probabilities)")
+        raise MissingFileError(f"{folder}: no <case>.npz probability files (suprem_predict --save-probabilities)")
     rows, classes = [], None
     for f in files:
         z = read_case_probabilities(f)
@@ -97,7 +98,7 @@ def scores_from_probabilities(folder: PathLike, output_csv: PathLike, volume_ml:
         if classes is None:
             classes = cls
         elif cls != classes:
-            raise ValueError(f"{f}: sub-type classes {cls} differ from the other files' {classes}")
+            raise InputError(f"{f}: sub-type classes {cls} differ from the other files' {classes}")
         rows.append(f"{f.name[:-4]}," + ",".join(f"{s[k]:.6f}" for k in classes) + f",{max(classes, key=s.get)}")
     text = "case," + ",".join(classes) + ",prediction\n" + "\n".join(rows) + "\n"
     atomic_write_bytes(Path(output_csv), text.encode())

@@ -20,7 +20,6 @@ out of scores.csv (`predict_scores` returns it in its `unscored` list).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ from .preprocess import CLASSIFICATION_WINDOW_HU, ROI_MARGIN_MM, Case, CasePrepr
 from .model import load_classifier
 from ..dataset.raw import atomic_write_bytes
 from .data import case_images
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def stratified_subset(labels: Mapping[str, str], n: Optional[int], seed: int = 0
     if n is None or n >= len(ids):
         return ids
     if n < 1:
-        raise ValueError("--num-train-cases must be at least 1")
+        raise InputError("--num-train-cases must be at least 1")
     rng = np.random.default_rng(seed)
     by_class: Dict[str, List[str]] = {}
     for c in ids:
@@ -89,7 +89,7 @@ def _optimizer(model: SubtypeClassifier, budget: TrainingBudget) -> Tuple[torch.
     if name == "sgd":
         lr = budget.initial_lr or SGD_LR
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.99, nesterov=True, weight_decay=3e-5), lr
-    raise ValueError(f"unknown optimizer {name!r}; choose adamw or sgd")
+    raise InputError(f"unknown optimizer {name!r}; choose adamw or sgd")
 
 
 def train_on_cases(model: SubtypeClassifier, cases: Sequence[Case], targets: Sequence[int], patch: Sequence[int],
@@ -182,7 +182,7 @@ def training_set(task: str, pretrained: Optional[str] = None, num_train_cases: O
     chosen = stratified_subset(labels, num_train_cases, seed)
     classes = [k for k in SUBTYPES if k in {labels[c] for c in chosen}]
     if len(classes) < 2:
-        raise ValueError(f"{labels_file}: the training cases hold one class "
+        raise InputError(f"{labels_file}: the training cases hold one class "
                          f"({', '.join(classes)}); a classifier needs at least two")
     pre = CasePreprocessor(spec, mask_roi, roi_margin_mm)
     cases = preprocess_cases(pre, {c: images[c] for c in chosen}, segs)
@@ -190,7 +190,7 @@ def training_set(task: str, pretrained: Optional[str] = None, num_train_cases: O
         no_roi = [c.name for c in cases if c.roi is None]
         if no_roi:
             where = segs.get(no_roi[0]) or f"{raw / 'labelsTr'} (no label map)"
-            raise ValueError(f"{where}: no pancreas or lesion voxel for training case {no_roi[0]!r} "
+            raise InputError(f"{where}: no pancreas or lesion voxel for training case {no_roi[0]!r} "
                              f"({len(no_roi)} case(s) without an ROI); ROI-masked training needs the pancreas "
                              "in every training label map (or --no-roi-mask)")
     return TrainingSet(spec, state, patch, labels, chosen, cases, pre)
@@ -237,7 +237,7 @@ def roi_files(images: Mapping[str, List[str]], roi_labels: Optional[Path]) -> Di
     if roi_labels is None:
         return {}
     if not Path(roi_labels).is_dir():
-        raise FileNotFoundError(f"{roi_labels}: no such label folder (--roi-labels)")
+        raise MissingFileError(f"{roi_labels}: no such label folder (--roi-labels)")
     return {c: str(Path(roi_labels) / f"{c}.nii.gz") for c in images
             if (Path(roi_labels) / f"{c}.nii.gz").is_file()}
 
@@ -269,7 +269,7 @@ def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels
     pre = checkpoint_preprocessor(spec, ckpt)
     segs = roi_files(images, roi_labels)
     if pre.mask_roi and roi_labels is None:
-        raise ValueError(f"{model_path}: trained on ROI-masked patches (the pancreas and its lesion); give the "
+        raise InputError(f"{model_path}: trained on ROI-masked patches (the pancreas and its lesion); give the "
                          "label maps that locate them (--roi-labels, e.g. a suprem_predict output folder)")
     cases = preprocess_cases(pre, dict(images), segs)
     keep, unscored = [], []
@@ -301,6 +301,6 @@ def predict_folder(inputs: Path, model_path: Path, output_csv: Path, roi_labels:
     has an ROI (see `predict_scores`); ValueError when no case could be scored."""
     res = predict_scores(case_images(inputs), model_path, roi_labels, device)
     if not res.scores:
-        raise ValueError(f"{roi_labels}: no case of {inputs} has a pancreas or lesion voxel in its label map; "
+        raise InputError(f"{roi_labels}: no case of {inputs} has a pancreas or lesion voxel in its label map; "
                          "nothing scored")
     return write_scores(res, output_csv)

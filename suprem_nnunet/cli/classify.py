@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from .common import float_triple, int_triple, parser, positive_int, run
 from .train import add_budget_args, budget_from
+from ..errors import InputError
 
 
 def _difficulty(text: str) -> float:
@@ -97,7 +98,7 @@ def _main(args) -> int:
         from ..classification.route import scores_from_probabilities
 
         if args.volume_ml <= 0:
-            raise ValueError(f"--volume-ml must be positive, got {args.volume_ml}")
+            raise InputError(f"--volume-ml must be positive, got {args.volume_ml}")
         print(scores_from_probabilities(args.probabilities, args.output, args.volume_ml))
         return 0
     from ..training.run import resolve_device
@@ -112,7 +113,7 @@ def _main(args) -> int:
     from ..dataset.raw import resolve_dataset
 
     if args.validate or args.save_every or args.no_resume:
-        raise ValueError("--validate, --save-every and --no-resume are segmentation-training flags; "
+        raise InputError("--validate, --save-every and --no-resume are segmentation-training flags; "
                          "suprem_classify train always trains anew and writes one checkpoint at the end")
 
     from ..seeding import seed_everything

@@ -11,6 +11,7 @@ import traceback
 from typing import Callable, List, Optional, Sequence
 
 from .. import __version__, paths
+from ..errors import SupremError
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -23,12 +24,22 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-#: errors that stop a command with one line on stderr (anything else is a bug: full traceback)
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, RuntimeError, OSError,
-               MemoryError)
+#: the OS errors a user causes (a full disk, an unwritable folder), with their one-line problem
 _OS_PROBLEMS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
                 errno.EACCES: "permission denied", errno.EPERM: "permission denied",
                 errno.EROFS: "read-only file system", errno.EFBIG: "file too large for this file system"}
+#: what `run` catches; `is_user_error` then keeps only the user's problems (anything else is a bug: full traceback)
+USER_ERRORS = (SupremError, OSError)
+
+
+def is_user_error(e: BaseException) -> bool:
+    """A project error (`SupremError`), or an OS error a user causes: a full disk or quota, an
+    unwritable or read-only folder, a file too large, a named file that is not there."""
+    if isinstance(e, SupremError):
+        return True
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno in _OS_PROBLEMS or (e.errno == errno.ENOENT and e.filename is not None)
+    return False
 
 
 def debugging(args: Optional[argparse.Namespace] = None) -> bool:
@@ -38,10 +49,8 @@ def debugging(args: Optional[argparse.Namespace] = None) -> bool:
 
 
 def one_line(e: BaseException) -> str:
-    """The one-line message of a user error: an OSError names its file and problem, MemoryError says
-    so, a multi-line message (ITK's) is cut to its last meaningful line, and object addresses go."""
-    if isinstance(e, MemoryError):
-        return f"out of memory{f' ({e})' if str(e) else ''}"
+    """The one-line message of a user error: an OSError names its file and problem, a multi-line
+    message (ITK's) is cut to its last meaningful line, and object addresses go."""
     if isinstance(e, OSError) and e.errno is not None and (e.filename is not None or e.errno in _OS_PROBLEMS):
         problem = _OS_PROBLEMS.get(e.errno) or e.strerror or type(e).__name__
         return f"{e.filename}: {problem}" if e.filename is not None else problem
@@ -140,6 +149,8 @@ def run(main_fn: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argu
     except BrokenPipeError:
         return stdout_closed()
     except USER_ERRORS as e:
+        if not is_user_error(e):
+            raise
         if debugging(args):
             traceback.print_exc()
         return report_error(p.prog, e)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .common import parser, run
+from ..errors import InputError
 
 
 def build_parser():
@@ -47,25 +48,25 @@ def _main(args) -> int:
         scores, labels = args.classification
         names = [n.strip() for n in args.arm_names.split(",")]
         if len(names) != 2 or not all(names) or names[0] == names[1]:
-            raise ValueError(f"--arm-names needs two different names separated by a comma, got {args.arm_names!r}")
+            raise InputError(f"--arm-names needs two different names separated by a comma, got {args.arm_names!r}")
         arms = {names[0]: scores, **({names[1]: args.baseline_scores} if args.baseline_scores else {})}
         print(format_results(evaluate_arms(arms, labels, args.output or Path(scores).parent)))
         return 0
     if args.pred_dir is None or args.gt_dir is None:
-        raise ValueError("give PRED_DIR and GT_DIR (segmentation) or --classification SCORES LABELS")
+        raise InputError("give PRED_DIR and GT_DIR (segmentation) or --classification SCORES LABELS")
     from ..evaluation.class_matching import format_mapping
-    from ..evaluation.evaluate import evaluate_folders, format_summary
+    from ..evaluation.evaluate import EvaluateConfig, evaluate, format_summary
 
     from ..evaluation.touchstone import TOUCHSTONE_TOLERANCE_MM, write_touchstone
 
     if args.tolerance is None:
         args.tolerance = TOUCHSTONE_TOLERANCE_MM if args.format == "touchstone" else 2.0
     if args.tolerance < 0:
-        raise ValueError(f"--tolerance must be >= 0 mm, got {args.tolerance}")
-    result = evaluate_folders(args.pred_dir, args.gt_dir, args.output or args.pred_dir,
-                              tolerance_mm=args.tolerance, dataset_json=args.dataset_json,
-                              pred_labels=args.pred_labels, gt_dataset_json=args.gt_dataset_json,
-                              skip_bad=args.skip_bad)
+        raise InputError(f"--tolerance must be >= 0 mm, got {args.tolerance}")
+    result = evaluate(EvaluateConfig(args.pred_dir, args.gt_dir, args.output or args.pred_dir,
+                                     tolerance_mm=args.tolerance, dataset_json=args.dataset_json,
+                                     pred_labels=args.pred_labels, gt_dataset_json=args.gt_dataset_json,
+                                     skip_bad=args.skip_bad))
     print(format_mapping(result["class_mapping"]))
     print(format_summary(result))
     if args.format == "touchstone":

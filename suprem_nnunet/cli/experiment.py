@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .common import parser, positive_int, run, seed_int
+from ..errors import MissingFileError
 
 
 def build_parser():
@@ -50,7 +51,7 @@ def _main(args) -> int:
         d = Path(args.dir)
         folders = [d] if (d / "results.csv").is_file() else sorted(f.parent for f in d.glob("*/results.csv"))
         if not folders:
-            raise FileNotFoundError(f"{d}: no results.csv here or in a sub-folder (run suprem_experiment run first)")
+            raise MissingFileError(f"{d}: no results.csv here or in a sub-folder (run suprem_experiment run first)")
         for f in folders:
             print(f"report: {write_report(f)}")
         return 0

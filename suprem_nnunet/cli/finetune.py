@@ -31,15 +31,16 @@ def build_parser():
 def _main(args) -> int:
     from ..dataset.raw import resolve_dataset
     from ..training.ddp import process_group
-    from ..training.finetune import finetune
+    from ..training.finetune import FinetuneConfig, finetune
     from ..training.run import resolve_device
 
     with process_group(resolve_device(args.device)) as device:  # torchrun: destroyed at the end or on an error
-        out = finetune(resolve_dataset(args.task), args.pretrained, args.configuration, args.from_scratch,
-                       args.num_train_cases, args.seed, budget_from(args), device,
-                       args.freeze_encoder_epochs, args.num_processes, resume=not args.no_resume,
-                       verify=not args.no_verify, max_patch=args.max_patch, validate=args.validate,
-                       deterministic=args.deterministic)
+        out = finetune(FinetuneConfig(
+            resolve_dataset(args.task), pretrained=args.pretrained, configuration=args.configuration,
+            from_scratch=args.from_scratch, num_train_cases=args.num_train_cases, seed=args.seed,
+            budget=budget_from(args), device=device, freeze_encoder_epochs=args.freeze_encoder_epochs,
+            num_processes=args.num_processes, resume=not args.no_resume, verify=not args.no_verify,
+            max_patch=args.max_patch, validate=args.validate, deterministic=args.deterministic))
     print(out)
     return 0
 

@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from .common import parser, run
+from ..errors import InputError
 
 
 def class_list(text: str) -> List[str]:
@@ -55,20 +56,23 @@ def build_parser():
 
 
 def _main(args) -> int:
-    from ..inference.predict import predict, predict_with_release, resolve_model
+    from ..inference.predict import PredictConfig, predict, predict_with_release
+    from ..models.resolve import resolve_model
     from ..training.run import resolve_device
 
     if not 0 < args.step_size <= 1:
-        raise ValueError(f"--step-size must be in (0, 1], got {args.step_size}")
-    model, device = resolve_model(args.model), str(resolve_device(args.device))
+        raise InputError(f"--step-size must be in (0, 1], got {args.step_size}")
+    resolved, device = resolve_model(args.model), str(resolve_device(args.device))
+    model = resolved.location
     extra = dict(roi_subset=args.roi_subset, fast=args.fast, statistics=args.statistics, preview=args.preview,
                  save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad,
                  output_type=args.output_type)
-    if isinstance(model, str):  # released checkpoint: the paper's direct-inference protocol
+    if not resolved.is_ours:  # released checkpoint: the paper's direct-inference protocol
         written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
     else:
-        written = predict(args.input, args.output, model, device, args.mirror, args.step_size, args.per_class,
-                          fast_data_path=not args.nnunet_data_path, bf16=args.bf16, **extra)
+        written = predict(PredictConfig(args.input, args.output, model, device=device, mirror=args.mirror,
+                                        step_size=args.step_size, per_class=args.per_class,
+                                        fast_data_path=not args.nnunet_data_path, bf16=args.bf16, **extra))
     for f in written:
         print(f)
     if args.skip_bad:

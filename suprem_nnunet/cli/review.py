@@ -5,6 +5,7 @@ import sys
 from typing import Optional, Sequence
 
 from .common import parser, run
+from ..errors import InputError
 
 
 def build_parser():
@@ -39,12 +40,12 @@ def _main(args) -> int:
 
         dirs = list(args.prob_dirs)
         if not dirs and not args.tta_model:
-            raise ValueError("give probability folders (suprem_predict --save-probabilities) or --tta-model")
+            raise InputError("give probability folders (suprem_predict --save-probabilities) or --tta-model")
         if args.tta_model:
             from ..review.tta import tta_passes
 
             if args.images is None:
-                raise ValueError("--tta-model needs --images (the CTs to predict)")
+                raise InputError("--tta-model needs --images (the CTs to predict)")
             dirs += [str(d) for d in tta_passes(args.tta_model, args.images, Path(args.output) / "tta", args.device)]
         records = run_score(dirs, args.output, args.images, not args.no_attention, not args.no_preview)
         from ..review.queue import rank_cases

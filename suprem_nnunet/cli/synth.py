@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 from ..synth.phantom import PHANTOM_CLASSES
 from ..synth.profiles import BY_PROFILE
 from .common import float_triple, int_triple, parser, run
+from ..errors import InputError
 
 
 def build_parser():
@@ -42,21 +43,22 @@ def _main(args) -> int:
         return 0
     profile = get_profile(args.source_profile) if args.source_profile is not None else None
     if args.dataset_id is None:
-        raise ValueError("-d/--dataset-id is required to write a dataset")
-    from ..synth.dataset import make_phantom_dataset, make_profile_dataset
+        raise InputError("-d/--dataset-id is required to write a dataset")
+    from ..synth.dataset import PhantomDatasetConfig, make_phantom_dataset, make_profile_dataset
 
     if profile is not None:
         if args.classes is not None:
-            raise ValueError(f"--classes cannot be combined with --source-profile: profile {profile.name!r} "
+            raise InputError(f"--classes cannot be combined with --source-profile: profile {profile.name!r} "
                              f"labels {', '.join(profile.classes)}")
         folder = make_profile_dataset(args.dataset_id, profile, args.num_train, args.num_test, args.seed, args.name,
                                       args.size, args.spacing, args.orientation)
     else:
         spec = args.classes or "all"
         classes = list(PHANTOM_CLASSES) if spec == "all" else [c for c in spec.split(",") if c]
-        folder = make_phantom_dataset(args.dataset_id, args.name or "Phantom", classes, args.num_train,
-                                      args.num_test, args.size or [64, 64, 64], args.spacing or [5.0, 5.0, 5.0],
-                                      args.orientation, args.seed)
+        folder = make_phantom_dataset(PhantomDatasetConfig(
+            args.dataset_id, args.name or "Phantom", classes, num_train=args.num_train, num_test=args.num_test,
+            shape=args.size or [64, 64, 64], spacing=args.spacing or [5.0, 5.0, 5.0],
+            orientation=args.orientation, seed=args.seed))
     print(folder)
     return 0
 

@@ -45,16 +45,6 @@ def add_partial_label_args(p) -> None:
                         "of the cases annotating it (see training/sampling.py)")
 
 
-def check_partial_label_args(args) -> None:
-    """One-line ValueError for an unknown --partial-loss / --sample-by, before anything is written."""
-    from ..training.base import PARTIAL_LOSSES
-    from ..training.sampling import check_sample_by
-
-    if args.partial_loss not in PARTIAL_LOSSES:
-        raise ValueError(f"unknown --partial-loss {args.partial_loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
-    check_sample_by(args.sample_by)
-
-
 def build_parser():
     p = parser("suprem_train", __doc__)
     p.add_argument("dataset", help="pre-training dataset: id, name or DatasetNNN_Name")
@@ -68,28 +58,13 @@ def build_parser():
 
 
 def _main(args) -> int:
-    from ..dataset.raw import resolve_dataset
-    from ..planning.planner import plans_name_for
-    from ..training.base import SupremPretrainer
-    from ..training.run import build_trainer, resolve_device, train
+    from ..training.pretrain import PretrainConfig, pretrain
 
-    check_partial_label_args(args)
-    dataset = resolve_dataset(args.dataset)
-    fold = args.fold if args.fold == "all" else int(args.fold)
-    device = resolve_device(args.device)
-    from ..preprocessing.run import ensure_preprocessed  # revisions imported since, or a killed preprocessing
-    from ..training.ddp import process_group, rank_zero_first
-    from ..training.run import check_launch
-
-    check_launch(dataset, plans_name_for(args.backbone, args.preset), args.configuration)
-    with process_group(device) as device:  # torchrun: joined here, destroyed at the end or on an error
-        with rank_zero_first():
-            ensure_preprocessed(dataset, plans_name_for(args.backbone, args.preset), args.configuration)
-        trainer = build_trainer(SupremPretrainer, dataset, plans_name_for(args.backbone, args.preset),
-                                args.configuration, fold, device)
-        trainer.configure_partial_labels(args.partial_loss, args.sample_by)
-        out = train(trainer, budget_from(args), resume=not args.no_resume, validate=args.validate,
-                    seed=args.seed, deterministic=args.deterministic, role="pretrain")
+    out = pretrain(PretrainConfig(
+        dataset=args.dataset, backbone=args.backbone, preset=args.preset, configuration=args.configuration,
+        fold=args.fold, device=args.device, budget=budget_from(args), resume=not args.no_resume,
+        validate=args.validate, seed=args.seed, deterministic=args.deterministic,
+        partial_loss=args.partial_loss, sample_by=args.sample_by))
     print(out)
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .common import parser, run
+from ..errors import InputError
 
 
 def build_parser():
@@ -63,7 +64,7 @@ def _info(name: str) -> int:
         out["imported"] = idx["models"][name]
         out["model_card"] = read_model_card(name)
     if not out:
-        raise ValueError(f"{name!r} is neither a catalog entry nor imported; see suprem_zoo list")
+        raise InputError(f"{name!r} is neither a catalog entry nor imported; see suprem_zoo list")
     print(json.dumps(out, indent=1))
     return 0
 

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
+from ..errors import InputError, MissingFileError
 from .image_checks import check_image_file
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -32,7 +33,7 @@ def cases_by_stem(files: Sequence[Union[str, Path]]) -> Dict[str, Path]:
     for f in files:
         c = case_name(f)
         if c in out:
-            raise ValueError(f"{f}: case {c!r} is also {out[c]} (two files with one case name)")
+            raise InputError(f"{f}: case {c!r} is also {out[c]} (two files with one case name)")
         out[c] = Path(f)
     return out
 
@@ -52,7 +53,7 @@ def group_channel_files(files: Sequence[Union[str, Path]], num_channels: int = 1
         for f, m in zip(files, parsed):
             ch = groups.setdefault(m["case"], {})
             if int(m["channel"]) in ch:
-                raise ValueError(f"{f}: channel {m['channel']} of case {m['case']!r} is also {ch[int(m['channel'])]}")
+                raise InputError(f"{f}: channel {m['channel']} of case {m['case']!r} is also {ch[int(m['channel'])]}")
             ch[int(m["channel"])] = f
         if all(sorted(ch) == list(range(num_channels)) for ch in groups.values()):
             return {c: [str(ch[i]) for i in range(num_channels)] for c, ch in groups.items()}
@@ -60,12 +61,12 @@ def group_channel_files(files: Sequence[Union[str, Path]], num_channels: int = 1
         return {c: [str(f)] for c, f in cases_by_stem(files).items()}
     for f, m in zip(files, parsed):
         if m is None:
-            raise ValueError(f"{f}: the model takes {num_channels} channels, so inputs must be named "
+            raise InputError(f"{f}: the model takes {num_channels} channels, so inputs must be named "
                              f"<case>_0000 .. <case>_{num_channels - 1:04d} (nnU-Net channel naming)")
     for c, ch in groups.items():
         if sorted(ch) != list(range(num_channels)):
             first = ch[min(ch)]
-            raise ValueError(f"{first}: case {c!r} has channel(s) {', '.join(f'{i:04d}' for i in sorted(ch))}, "
+            raise InputError(f"{first}: case {c!r} has channel(s) {', '.join(f'{i:04d}' for i in sorted(ch))}, "
                              f"the model takes {num_channels} (0000..{num_channels - 1:04d})")
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -79,9 +80,9 @@ def list_inputs(inp: Union[str, Path], num_channels: int = 1) -> Dict[str, List[
         files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_ENDINGS)
                        and not f.name.startswith("."))
         if not files:
-            raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) in this folder")
+            raise MissingFileError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) in this folder")
     else:
-        raise FileNotFoundError(f"{p}: no such file or folder")
+        raise MissingFileError(f"{p}: no such file or folder")
     return group_channel_files(files, num_channels)
 
 

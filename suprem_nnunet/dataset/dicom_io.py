@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -42,7 +43,7 @@ SHEAR_TOL_MM = 0.1
 STEP_RTOL = 0.10
 
 
-class DicomSeriesError(ValueError):
+class DicomSeriesError(InputError):
     """A DICOM series that cannot be read as one 3D image; str() is one line: 'path: problem'."""
 
     def __init__(self, path: PathLike, problem: str) -> None:
@@ -176,7 +177,7 @@ def series_layout(folder: PathLike, files: Optional[Sequence[PathLike]] = None, 
     """Check and order one series (all files of `folder`'s one series, or `files`); see the module doc.
     `tilt`: "resample" or "error" for a sheared (gantry-tilted) slice stack."""
     if tilt not in ("resample", "error"):
-        raise ValueError(f"tilt must be 'resample' or 'error', not {tilt!r}")
+        raise InputError(f"tilt must be 'resample' or 'error', not {tilt!r}")
     folder = Path(folder)
     if files is None:
         series = find_series(folder)

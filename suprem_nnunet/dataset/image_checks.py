@@ -17,6 +17,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 from .dicom_io import quiet_itk
+from ..errors import InputError, MissingFileError
 
 PathLike = Union[str, Path]
 #: a header claiming more voxels than this is refused before reading (a 512 x 512 x 2000 CT is 5.2e8)
@@ -107,37 +108,37 @@ def check_image_file(path: PathLike, what: str = "image", finite: bool = False, 
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
+        raise MissingFileError(f"{path}: {what} file not found")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes)")
+        raise InputError(f"{path}: empty file (0 bytes)")
     if path.name.lower().endswith(NIFTI_ENDINGS):
         problem = nifti_problem(path)
         if problem:
-            raise ValueError(f"{path}: {problem.replace('unreadable or corrupt file', f'cannot be read as {_a(what)}, corrupt file')}")
+            raise InputError(f"{path}: {problem.replace('unreadable or corrupt file', f'cannot be read as {_a(what)}, corrupt file')}")
 
     detached = detached_data_problem(path)
     if detached:
-        raise ValueError(f"{path}: {detached}")
+        raise InputError(f"{path}: {detached}")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         with quiet_itk():  # our one-line error, not ITK's C++ warnings
             reader.ReadImageInformation()
     except RuntimeError as e:
-        raise ValueError(f"{path}: cannot be read as {_a(what)} ({itk_reason(e)})") from None
+        raise InputError(f"{path}: cannot be read as {_a(what)} ({itk_reason(e)})") from None
     size = reader.GetSize()
     if reader.GetDimension() == 4 and size[3] > 1:
-        raise ValueError(f"{path}: expected a 3D {what}, got a 4D one of size {size} ({size[3]} volumes)")
+        raise InputError(f"{path}: expected a 3D {what}, got a 4D one of size {size} ({size[3]} volumes)")
     if reader.GetDimension() not in (3, 4):
-        raise ValueError(f"{path}: expected a 3D {what}, got {reader.GetDimension()}D of size {size}")
+        raise InputError(f"{path}: expected a 3D {what}, got {reader.GetDimension()}D of size {size}")
     if reader.GetNumberOfComponents() != 1:
-        raise ValueError(f"{path}: expected a 3D {what} with one value per voxel, got "
+        raise InputError(f"{path}: expected a 3D {what} with one value per voxel, got "
                          f"{reader.GetNumberOfComponents()} (a 4D or vector image)")
     if float(np.prod(size, dtype=np.float64)) > MAX_VOXELS:
-        raise ValueError(f"{path}: the header claims {np.prod(size, dtype=np.float64):.3g} voxels {size}; "
+        raise InputError(f"{path}: the header claims {np.prod(size, dtype=np.float64):.3g} voxels {size}; "
                          "corrupt header")
     if volume and min(size[:3]) < 2:
-        raise ValueError(f"{path}: {what} of size {tuple(size[:3])} (x, y, z) has only one voxel along an axis; "
+        raise InputError(f"{path}: {what} of size {tuple(size[:3])} (x, y, z) has only one voxel along an axis; "
                          "a 3D image needs at least 2 along every axis")
     if finite and path.name.lower().endswith(NIFTI_ENDINGS):
         check_nifti_finite(path)
@@ -154,7 +155,7 @@ def read_checked_image(path: PathLike, what: str = "image"):
         with quiet_itk():
             img = sitk.ReadImage(str(path))
     except RuntimeError as e:
-        raise ValueError(f"{path}: cannot be read as {_a(what)} ({itk_reason(e)})") from None
+        raise InputError(f"{path}: cannot be read as {_a(what)} ({itk_reason(e)})") from None
     if img.GetDimension() == 4:
         img = img[:, :, :, 0]
     return img
@@ -173,7 +174,7 @@ def check_nifti_finite(path: PathLike) -> None:
 def check_finite(path: PathLike, arr: np.ndarray) -> None:
     """ValueError naming `path` when a float array holds NaN or infinite values."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{path}: the image holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+        raise InputError(f"{path}: the image holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
 
 
 def check_label_values(path: PathLike, arr: np.ndarray, ids) -> np.ndarray:
@@ -183,13 +184,13 @@ def check_label_values(path: PathLike, arr: np.ndarray, ids) -> np.ndarray:
         check_finite(path, arr)
         rounded = np.rint(arr)
         if arr.size and np.abs(arr - rounded).max() > 1e-3:
-            raise ValueError(f"{path}: label map holds values that are not whole numbers "
+            raise InputError(f"{path}: label map holds values that are not whole numbers "
                              f"(e.g. {float(arr[np.abs(arr - rounded) > 1e-3].flat[0]):g})")
         arr = rounded.astype(np.int64)
     values = np.unique(arr)
     bad = sorted(set(values.tolist()) - {int(i) for i in ids})
     if bad:
-        raise ValueError(f"{path}: label value(s) {', '.join(map(str, bad[:5]))} not in the label map "
+        raise InputError(f"{path}: label value(s) {', '.join(map(str, bad[:5]))} not in the label map "
                          f"(ids {', '.join(map(str, sorted(int(i) for i in ids)))})")
     return arr
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import paths
 from ..labels import canonical, canonical_labels
+from ..errors import InputError, MissingFileError
 
 ANNOTATED_FILE = "annotated_classes.json"
 PathLike = Union[str, Path]
@@ -25,9 +26,9 @@ PathLike = Union[str, Path]
 def dataset_name(dataset_id: int, name: str) -> str:
     """'Dataset001_Name' from 1 and 'Name'; validates both."""
     if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
+        raise InputError(f"dataset id must be 1..999, got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+        raise InputError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
@@ -43,7 +44,7 @@ def resolve_dataset(id_or_name: Union[int, str], root: Optional[Path] = None) ->
     if len(hits) != 1:
         known = ", ".join(candidates) or "none"
         why = "no" if not hits else "several"
-        raise FileNotFoundError(f"{why} dataset matches {s!r} in {root} (datasets there: {known})")
+        raise MissingFileError(f"{why} dataset matches {s!r} in {root} (datasets there: {known})")
     return hits[0]
 
 
@@ -64,11 +65,11 @@ def read_json(path: PathLike):
     """A JSON file; FileNotFoundError / ValueError naming it when it is missing or not valid JSON."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
 def atomic_write_json(path: PathLike, obj) -> None:
@@ -140,9 +141,9 @@ def dataset_classes(names: Iterable[str], labels: Sequence[str], where: str) -> 
         try:
             name = canonical(n)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise InputError(f"{where}: {e}") from None
         if name not in known:
-            raise ValueError(f"{where}: class {n!r} is not a label of the dataset.json ({', '.join(labels)})")
+            raise InputError(f"{where}: class {n!r} is not a label of the dataset.json ({', '.join(labels)})")
         out.append(name)
     return out
 
@@ -161,12 +162,12 @@ def read_annotated_classes(folder: PathLike, labels: Optional[Sequence[str]] = N
     try:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from None
+        raise InputError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected {{case id: [class names]}}")
+        raise InputError(f"{p}: expected {{case id: [class names]}}")
     for case, names in data.items():
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"{p}: case {case}: expected a list of class names, got {names!r}")
+            raise InputError(f"{p}: case {case}: expected a list of class names, got {names!r}")
     if labels is not None:
         for case, names in data.items():
             dataset_classes(names, labels, f"{p}: case {case}")
@@ -174,7 +175,7 @@ def read_annotated_classes(folder: PathLike, labels: Optional[Sequence[str]] = N
         missing = [c for c in cases if str(c) not in data]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise ValueError(f"{p}: no entry for case {missing[0]}{more}; every training case needs its "
+            raise InputError(f"{p}: no entry for case {missing[0]}{more}; every training case needs its "
                              "annotated classes")
     return data
 
@@ -200,8 +201,8 @@ def label_names(dataset_json: Mapping) -> List[str]:
     labels = dataset_json["labels"]
     items = sorted(((int(v) if not isinstance(v, (list, tuple)) else int(v[0]), k) for k, v in labels.items()))
     if any(isinstance(v, (list, tuple)) for v in labels.values()):
-        raise ValueError("region-based dataset.json labels are not supported")
+        raise InputError("region-based dataset.json labels are not supported")
     ids = [i for i, _ in items]
     if ids != list(range(len(ids))):
-        raise ValueError(f"dataset.json labels must be consecutive from 0, got ids {ids}")
+        raise InputError(f"dataset.json labels must be consecutive from 0, got ids {ids}")
     return [k for i, k in items if i != 0]

@@ -14,6 +14,7 @@ from typing import Dict, List, Union
 
 from .image_checks import check_image_file, check_label_values, geometry_difference, rounded
 from .raw import read_json
+from ..errors import InputError, MissingFileError
 
 PathLike = Union[str, Path]
 
@@ -24,18 +25,18 @@ def read_dataset_json(path: PathLike) -> Dict:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise InputError(f"{path}: expected a JSON object")
     for key in ("labels", "channel_names", "file_ending"):
         if key not in data:
-            raise ValueError(f"{path}: no {key!r} entry")
+            raise InputError(f"{path}: no {key!r} entry")
     labels = data["labels"]
     if not isinstance(labels, dict) or not labels or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
-        raise ValueError(f"{path}: 'labels' must map class names to integer ids, got {labels!r}"[:300])
+        raise InputError(f"{path}: 'labels' must map class names to integer ids, got {labels!r}"[:300])
     if labels.get("background", 0) != 0 or 0 not in labels.values():
-        raise ValueError(f"{path}: 'labels' needs background with id 0")
+        raise InputError(f"{path}: 'labels' needs background with id 0")
     if not isinstance(data["channel_names"], dict) or not data["channel_names"]:
-        raise ValueError(f"{path}: 'channel_names' must be a non-empty object")
+        raise InputError(f"{path}: 'channel_names' must be a non-empty object")
     return data
 
 
@@ -48,14 +49,14 @@ def _cases(folder: Path, ending: str, channels: int, what: str) -> Dict[str, Lis
         if not f.is_file() or not f.name.endswith(ending):
             continue  # stray files (notes, .DS_Store) are not read
         if f.name.startswith("."):
-            raise ValueError(f"{f}: hidden file (a macOS '._' fork?) that nnU-Net would read as a case; delete it")
+            raise InputError(f"{f}: hidden file (a macOS '._' fork?) that nnU-Net would read as a case; delete it")
         stem = f.name[: -len(ending)]
         if channels:
             m = re.fullmatch(r"(.+)_(\d{4})", stem)
             if m is None:
-                raise ValueError(f"{f}: {what} file names must end in _0000{ending} (nnU-Net channel naming)")
+                raise InputError(f"{f}: {what} file names must end in _0000{ending} (nnU-Net channel naming)")
             if int(m[2]) >= channels:
-                raise ValueError(f"{f}: channel {m[2]} but dataset.json names {channels} channel(s)")
+                raise InputError(f"{f}: channel {m[2]} but dataset.json names {channels} channel(s)")
             out.setdefault(m[1], []).append(f)
         else:
             out[stem] = [f]
@@ -66,7 +67,7 @@ def _geometry(label, image, label_file: Path, image_file: Path) -> None:
     diff = geometry_difference(label, image, rtol=1e-5)
     if diff is not None:
         what, a, b = diff
-        raise ValueError(f"{label_file}: label {what} {rounded(a)} does not match image {image_file.name} {rounded(b)}")
+        raise InputError(f"{label_file}: label {what} {rounded(a)} does not match image {image_file.name} {rounded(b)}")
 
 
 def check_raw_dataset(folder: PathLike) -> Dict:
@@ -81,15 +82,15 @@ def check_raw_dataset(folder: PathLike) -> Dict:
     labels = _cases(folder / "labelsTr", ending, 0, "label")
     for case, files in labels.items():
         if case not in images:
-            raise FileNotFoundError(f"{files[0]}: label without an image ({case}_0000{ending} in imagesTr)")
+            raise MissingFileError(f"{files[0]}: label without an image ({case}_0000{ending} in imagesTr)")
     for case, files in images.items():
         if case not in labels:
-            raise FileNotFoundError(f"{files[0]}: image without a label ({case}{ending} in labelsTr)")
+            raise MissingFileError(f"{files[0]}: image without a label ({case}{ending} in labelsTr)")
         if len(files) != channels:
-            raise FileNotFoundError(f"{files[0]}: case {case} has {len(files)} of {channels} channel files")
+            raise MissingFileError(f"{files[0]}: case {case} has {len(files)} of {channels} channel files")
     n = dj.get("numTraining")
     if n is not None and n != len(labels):
-        raise ValueError(f"{folder / 'dataset.json'}: numTraining is {n} but labelsTr holds {len(labels)} case(s)")
+        raise InputError(f"{folder / 'dataset.json'}: numTraining is {n} but labelsTr holds {len(labels)} case(s)")
     ids = sorted(dj["labels"].values())
     for case in sorted(labels):
         heads = [check_image_file(f, "image", finite=True, volume=True) for f in images[case]]

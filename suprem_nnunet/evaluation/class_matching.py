@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..labels import BY_NAME, PARTS, canonical, host_of, normalize, parts_of
+from ..errors import InputError
 
 SCORED, NOT_PREDICTED = "scored", "not predicted"
 
@@ -87,7 +88,7 @@ def _canonical_map(labels: Mapping[str, int], what: str) -> Dict[str, Tuple[str,
             continue
         c = canonical(name)
         if c in out:
-            raise ValueError(f"{what} label map names {c!r} twice ({out[c][0]!r} and {name!r})")
+            raise InputError(f"{what} label map names {c!r} twice ({out[c][0]!r} and {name!r})")
         out[c] = (name, int(lid))
     return out
 

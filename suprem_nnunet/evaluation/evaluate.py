@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
@@ -19,6 +20,8 @@ from ..labels import ATLAS_IDS, canonical
 from .class_matching import SidedTumours, format_mapping, match_classes
 from .metrics import dice, normalized_surface_dice
 from .sided import SplitCache
+from ..configs import as_config
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -28,7 +31,7 @@ OUTPUT_JSON = ("dataset.json", "metrics.json", "class_mapping.json")
 def _images(folder: Path) -> Dict[str, Path]:
     """{full file stem: file} of a label or prediction folder (no channel suffix is stripped)."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+        raise MissingFileError(f"{folder}: no such folder")
     return cases_by_stem([f for f in sorted(folder.iterdir())
                           if f.is_file() and f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")])
 
@@ -38,15 +41,15 @@ def read_label_map(path: PathLike) -> Dict[str, int]:
     {name: id} JSON file; background (id 0) left out."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such label map file")
+        raise MissingFileError(f"{path}: no such label map file")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
     labels = data.get("labels", data) if isinstance(data, dict) else None
     if not isinstance(labels, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
                                                for v in labels.values()):
-        raise ValueError(f"{path}: expected {{\"labels\": {{class name: integer id}}}} "
+        raise InputError(f"{path}: expected {{\"labels\": {{class name: integer id}}}} "
                          "(region labels are not supported)")
     return {str(k): int(v) for k, v in labels.items() if int(v) != 0}
 
@@ -62,7 +65,7 @@ def _sidecar_labels(pred_dir: Path, cases) -> Optional[Tuple[Dict[str, int], str
         if found is None:
             found = (labels, f)
         elif labels != found[0]:
-            raise ValueError(f"{f}: label map differs from {found[1]} (one map per prediction folder)")
+            raise InputError(f"{f}: label map differs from {found[1]} (one map per prediction folder)")
     return (found[0], f"{found[1]} (released-model sidecars)") if found else None
 
 
@@ -133,7 +136,30 @@ def _check_geometry(pred_file: Path, pimg, gt_file: Path, gimg) -> None:
     diff = geometry_difference(pimg, gimg)
     if diff is not None:
         what, a, b = diff
-        raise ValueError(f"{pred_file}: {what} {rounded(a)} does not match the ground truth {gt_file} ({rounded(b)})")
+        raise InputError(f"{pred_file}: {what} {rounded(a)} does not match the ground truth {gt_file} ({rounded(b)})")
+
+
+@dataclass
+class EvaluateConfig:
+    """One evaluation (`evaluate`); the defaults are `evaluate_folders`' (out_dir None: nothing written)."""
+
+    pred_dir: PathLike
+    gt_dir: PathLike
+    out_dir: Optional[PathLike] = None
+    labels: Optional[Mapping[str, int]] = None
+    tolerance_mm: float = 2.0
+    dataset_json: Optional[PathLike] = None
+    pred_labels: Optional[Union[PathLike, Mapping[str, int]]] = None
+    gt_dataset_json: Optional[PathLike] = None
+    skip_bad: bool = False
+
+
+def evaluate(config: Union[EvaluateConfig, PathLike], *args, **kwargs) -> Dict:
+    """Score a folder of predictions against the ground truth (`evaluate_folders`) as the config
+    says; takes an EvaluateConfig, or its fields as arguments. Returns the result dict."""
+    cfg = as_config(EvaluateConfig, config, args, kwargs)
+    return evaluate_folders(cfg.pred_dir, cfg.gt_dir, cfg.out_dir, cfg.labels, cfg.tolerance_mm, cfg.dataset_json,
+                            pred_labels=cfg.pred_labels, gt_dataset_json=cfg.gt_dataset_json, skip_bad=cfg.skip_bad)
 
 
 def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[PathLike] = None,
@@ -160,11 +186,11 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     preds, gts = _images(pred_dir), _images(gt_dir)
     if not gts:
-        raise FileNotFoundError(f"{gt_dir}: no ground-truth images")
+        raise MissingFileError(f"{gt_dir}: no ground-truth images")
     missing = sorted(set(gts) - set(preds))
     skipped_cases = [{"case": c, "problem": f"{pred_dir}: no prediction"} for c in missing] if skip_bad else []
     if missing and not skip_bad:
-        raise FileNotFoundError(f"{pred_dir}: no prediction for {len(missing)} case(s): {', '.join(missing[:5])}")
+        raise MissingFileError(f"{pred_dir}: no prediction for {len(missing)} case(s): {', '.join(missing[:5])}")
     both = labels if labels is not None else (read_label_map(dataset_json) if dataset_json else None)
     model_labels, model_src = model_label_map(pred_dir, gts, pred_labels if pred_labels is not None else both)
     if gt_dataset_json is None and both is not None:
@@ -179,7 +205,7 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
     mapping_json = {"model_labels": model_src, "gt_labels": gt_src, **mapping.to_json()}
     log.debug("%s", format_mapping(mapping_json))
     if not mapping.scored:
-        raise ValueError(f"{gt_dir}: none of the ground-truth classes ({', '.join(mapping.not_predicted)}) is "
+        raise InputError(f"{gt_dir}: none of the ground-truth classes ({', '.join(mapping.not_predicted)}) is "
                          f"predicted by the model ({', '.join(model_labels)}, from {model_src})")
     annotated = _annotated(gt_dir)
     rows: List[Dict] = []

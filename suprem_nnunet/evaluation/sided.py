@@ -18,6 +18,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
+from ..errors import InputError
 
 _FULL = ndimage.generate_binary_structure(3, 3)
 
@@ -37,7 +38,7 @@ def split_by_part(labels: np.ndarray, tumour_ids: Sequence[int], part_ids: Seque
     (array in (z, y, x) order, `spacing` in the same order); see the module doc for the rule."""
     part_ids = tuple(int(p) for p in part_ids)
     if not part_ids:
-        raise ValueError("split_by_part needs at least one part id")
+        raise InputError("split_by_part needs at least one part id")
     out = {pid: np.zeros(labels.shape, bool) for pid in part_ids}
     comps, n = ndimage.label(np.isin(labels, tuple(tumour_ids)), structure=_FULL)
     if n == 0:

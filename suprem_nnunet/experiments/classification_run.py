@@ -37,6 +37,7 @@ from ..classification.data import SUBTYPES, case_images, read_case_labels
 from ..classification.hand_features import ARM as HAND, fit_hand_features
 from ..classification.train import predict_scores, roi_files, train_classifier, training_set
 from ..training.run import resolve_device
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def check_test_labels(labels_file: Path, labels: Mapping[str, str], cases: List[
     missing = sorted(c for c in cases if c not in labels)
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"{labels_file}: {len(missing)} test case(s) without a sub-type: "
+        raise InputError(f"{labels_file}: {len(missing)} test case(s) without a sub-type: "
                          f"{', '.join(missing[:5])}{more}")
 
 

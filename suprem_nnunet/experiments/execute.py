@@ -19,14 +19,17 @@ from .. import paths
 from ..dataset.raw import atomic_write_json
 from .data import DatasetInfo, dataset_digest
 from .protocol import Pretraining, Scale
-from ..planning.planner import PlanningCaps, plan_and_preprocess, plans_name_for
-from ..training.base import SupremPretrainer
-from ..training.run import build_trainer, train, resolve_device
+from ..planning.planner import PlanningCaps, plan_and_preprocess
+from ..training.run import resolve_device
 from ..networks.checkpoint import load_training_checkpoint
-from ..inference.predict import predict, predict_with_release, resolve_model
-from ..evaluation.evaluate import evaluate_folders
+from ..inference.predict import predict, predict_with_release
+from ..models.resolve import resolve_model
 from ..training.finetune import finetune
 from ..zoo.store import read_index
+from ..training.pretrain import PretrainConfig, SubsetPretrainer, pretrain
+from ..inference.predict import PredictConfig
+from ..evaluation.evaluate import EvaluateConfig, evaluate
+from ..training.finetune import FinetuneConfig
 
 log = logging.getLogger(__name__)
 CONFIGURATION = "3d_fullres"
@@ -119,20 +122,6 @@ def _planning_caps(scale: Scale):
 
 
 # ---------------------------------------------------------------------------- pre-training
-def _subset_pretrainer():
-    class SubsetPretrainer(SupremPretrainer):
-        """Pre-training on the first `train_cases` of the dataset (design pretrain_scale)."""
-
-        train_cases: Optional[List[str]] = None
-
-        def do_split(self):
-            if self.train_cases is None:
-                return super().do_split()
-            return list(self.train_cases), list(self.train_cases)
-
-    return SubsetPretrainer
-
-
 def pretraining_key(ctx: Context, pre: Pretraining, num_cases: Optional[int]) -> str:
     """Cache folder name of a pre-training: dataset, size and a hash of everything that shapes it."""
     n = num_cases if num_cases is not None else pre.num_cases
@@ -168,15 +157,13 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
     plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
                         num_processes=2, verify=False)
     with results_folder(folder / "model"):
-        trainer = build_trainer(_subset_pretrainer(), info_ds.name, plans_name_for(ctx.scale.backbone),
-                                CONFIGURATION, "all", resolve_device(ctx.device))
-        cases = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
-        if n is not None and n < len(cases):
-            trainer.train_cases = cases[:n]
-        model_dir = train(trainer, pre.budget.training_budget(), resume=False, seed=ctx.seed, role="pretrain",
-                          pretrain_cases=len(trainer.train_cases or cases))
+        model_dir = pretrain(PretrainConfig(
+            info_ds.name, backbone=ctx.scale.backbone, configuration=CONFIGURATION, device=ctx.device,
+            budget=pre.budget.training_budget(), resume=False, seed=ctx.seed, update_preprocessed=False,
+            trainer_class=SubsetPretrainer, num_train_cases=n))
+    cases = json.loads((model_dir / "run_info.json").read_text())["pretrain_cases"]
     info = {"checkpoint": str(model_dir / "checkpoint_final.pth"), "seconds": round(time.time() - t, 1),
-            "cases": len(trainer.train_cases or cases), "dataset": info_ds.name}
+            "cases": cases, "dataset": info_ds.name}
     atomic_write_json(done, info)
     log.info("pre-training %s (%d cases) done in %.0f s", folder.name, info["cases"], info["seconds"])
     return info["checkpoint"], info
@@ -197,10 +184,10 @@ def learning_curve(checkpoint: Path) -> List[Dict]:
 
 def _predict(model: str, images: Path, out: Path, device: str, mirror: bool) -> None:
     resolved = resolve_model(model)
-    if isinstance(resolved, str):  # released checkpoint: the paper's direct-inference protocol
-        predict_with_release(images, out, resolved, device)
+    if not resolved.is_ours:  # released checkpoint: the paper's direct-inference protocol
+        predict_with_release(images, out, resolved.location, device)
     else:
-        predict(images, out, resolved, device, mirror)
+        predict(PredictConfig(images, out, resolved.location, device=device, mirror=mirror))
 
 
 def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
@@ -217,10 +204,11 @@ def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
         model = weights
     else:
         with results_folder(folder / "model"):
-            model_dir = finetune(target.name, weights, CONFIGURATION, from_scratch=spec.init == "scratch",
-                                 num_train_cases=spec.num_train, seed=ctx.seed + spec.seed,
-                                 budget=ctx.scale.budget.training_budget(), device=resolve_device(ctx.device),
-                                 num_processes=2, resume=False, verify=False, max_patch=ctx.scale.caps.max_patch)
+            model_dir = finetune(FinetuneConfig(
+                target.name, weights, CONFIGURATION, from_scratch=spec.init == "scratch",
+                num_train_cases=spec.num_train, seed=ctx.seed + spec.seed, budget=ctx.scale.budget.training_budget(),
+                device=resolve_device(ctx.device), num_processes=2, resume=False, verify=False,
+                max_patch=ctx.scale.caps.max_patch))
         model = str(model_dir)
         curve = learning_curve(model_dir / "checkpoint_final.pth")
         for f in ("checkpoint_best.pth", "checkpoint_latest.pth"):
@@ -229,7 +217,7 @@ def run_one(ctx: Context, spec: RunSpec, folder: Path) -> Dict:
     pred = folder / "predictions"
     shutil.rmtree(pred, ignore_errors=True)
     _predict(model, raw / "imagesTs", pred, device, ctx.mirroring)
-    result = evaluate_folders(pred, raw / "labelsTs", folder / "evaluation")
+    result = evaluate(EvaluateConfig(pred, raw / "labelsTs", folder / "evaluation"))
     rows = [{"case": r["case"], "class": r["class"], "dsc": r["dsc"], "nsd": r["nsd"]} for r in result["per_case"]]
     return {"rows": rows, "curve": curve, "train_seconds": round(train_s, 1),
             "seconds": round(time.time() - t, 1), "pretraining": pre_info, "target": target.name,

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from ..training.base import TrainingBudget
 
+from ..errors import InputError
+
 #: what a protocol varies; each design has its own sweep meaning, table and figure (report.py)
 DESIGNS: Dict[str, str] = {
     "arms": "arms at one few-shot size, per class",
@@ -40,7 +42,7 @@ OPTIMIZERS = ("sgd", "adamw")
 PROTOCOL_DIR = "protocols"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputError):
     """A protocol that cannot run; the message is one line naming the file and the field."""
 
 

@@ -33,6 +33,7 @@ from .protocol import SETTING_NAMES, Protocol, protocol_from_dict
 from ..labels import BY_NAME, TOTALSEG_V2, totalseg_group
 from ..evaluation.figures import score_bars
 from .report_classification import classification_section
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 MARK = "*"
@@ -456,7 +457,7 @@ def write_report(folder: Path) -> Path:
     meta_f, proto_f = folder / "experiment.json", folder / "protocol.json"
     for f in (meta_f, proto_f, folder / "results.csv"):
         if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing; not an experiment results folder (run suprem_experiment run)")
+            raise MissingFileError(f"{f}: missing; not an experiment results folder (run suprem_experiment run)")
     meta = json.loads(meta_f.read_text())
     p = protocol_from_dict(json.loads(proto_f.read_text()), str(proto_f))
     scale = p.scale(meta["scale"])
@@ -465,7 +466,7 @@ def write_report(folder: Path) -> Path:
     runs = read_rows(folder / "runs.csv")
     curves = read_rows(folder / "curves.csv")
     if not all_rows:
-        raise ValueError(f"{folder / source}: no rows")
+        raise InputError(f"{folder / source}: no rows")
     rows = Rows(all_rows, group_of=class_group if p.design == "novel_groups" else None)
     arms = [a.name for a in scale.arms if any(r["arm"] == a.name for r in all_rows)]
     if p.design == "classification":  # arms a run adds to its rows (oracle ROI, hand-feature baseline)

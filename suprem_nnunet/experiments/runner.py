@@ -28,6 +28,7 @@ from ..preprocessing.manifest import code_versions
 from .data import DatasetInfo
 from .execute import Context, RunSpec
 from .protocol import Protocol, ProtocolError, Scale
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 RESULT = "result.json"
@@ -103,10 +104,10 @@ def _parse_result(path: Path) -> Dict:
     """A result file's record; ValueError (or UnicodeDecodeError) when it is not a complete one."""
     res = json.loads(path.read_text())
     if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
-        raise ValueError("no 'rows' list")
+        raise InputError("no 'rows' list")
     for r in res["rows"]:
         if not ({"case", "class", "dsc", "nsd"} <= set(r) or {"case", "class", "truth", "score"} <= set(r)):
-            raise ValueError("a row lacks case/class/dsc/nsd (or case/class/truth/score)")
+            raise InputError("a row lacks case/class/dsc/nsd (or case/class/truth/score)")
     return res
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from ..dataset.dicom_io import find_series, quiet_itk, read_series
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +25,14 @@ def pick_series(folder: Union[str, Path], series_uid: Optional[str] = None) -> T
     series = find_series(folder)
     uids = sorted(series)
     if not uids:
-        raise FileNotFoundError(f"{folder}: no DICOM series in this folder")
+        raise MissingFileError(f"{folder}: no DICOM series in this folder")
     if series_uid is None:
         if len(uids) > 1:
-            raise ValueError(f"{folder}: {len(uids)} DICOM series; pick one with --series-uid "
+            raise InputError(f"{folder}: {len(uids)} DICOM series; pick one with --series-uid "
                              f"({', '.join(uids)})")
         series_uid = uids[0]
     elif series_uid not in uids:
-        raise ValueError(f"{folder}: no DICOM series {series_uid!r} (series here: {', '.join(uids)})")
+        raise InputError(f"{folder}: no DICOM series {series_uid!r} (series here: {', '.join(uids)})")
     return series_uid, series[series_uid]
 
 

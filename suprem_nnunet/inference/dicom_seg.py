@@ -21,6 +21,7 @@ from .. import __version__
 from ..dataset.dicom_io import quiet_itk, series_layout
 from ..labels.snomed import segment_concept
 from .dicom import dicom_series, pick_series
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 OUTPUT_TYPES = ("nifti", "dicom-seg", "both")
@@ -31,12 +32,12 @@ def seg_source(inputs: Union[str, Path], output_type: str) -> Optional[Path]:
     """The DICOM series folder a SEG is written against, None for `output_type` "nifti";
     ValueError (one line) for an unknown type or a SEG request on an input that is not a DICOM series."""
     if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"--output-type must be one of {', '.join(OUTPUT_TYPES)}, not {output_type!r}")
+        raise InputError(f"--output-type must be one of {', '.join(OUTPUT_TYPES)}, not {output_type!r}")
     if output_type == "nifti":
         return None
     p = Path(inputs)
     if not p.is_dir() or not dicom_series(p):
-        raise ValueError(f"{p}: --output-type {output_type} needs a DICOM series as input (a folder of DICOM "
+        raise InputError(f"{p}: --output-type {output_type} needs a DICOM series as input (a folder of DICOM "
                          "files): a DICOM-SEG must reference its source images")
     return p
 
@@ -83,7 +84,7 @@ def write_dicom_seg(labels_file: Union[str, Path], source_folder: Union[str, Pat
     if arr.shape != expected or not np.allclose(img.GetOrigin(), layout.origin, atol=1e-2) \
             or not np.allclose(img.GetSpacing(), layout.spacing, rtol=1e-4) \
             or not np.allclose(img.GetDirection(), layout.direction, atol=1e-4):
-        raise ValueError(f"{labels_file}: label map of size {img.GetSize()} is not on the grid of DICOM series "
+        raise InputError(f"{labels_file}: label map of size {img.GetSize()} is not on the grid of DICOM series "
                          f"{uid} in {source_folder}")
     src = layout.to_source_grid(arr)
     names = {int(i): n for n, i in class_ids.items()}

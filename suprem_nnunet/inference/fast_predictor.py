@@ -48,6 +48,7 @@ from ..preprocessing.plans_manager import SupremConfigurationManager, as_suprem
 from ..preprocessing.resampling import RESAMPLE_THEN_WINDOW, resample_logits_to_labels
 from .onednn import use_onednn_convolutions
 from ..training.sided import mirrored_average
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class SupremPredictor(nnUNetPredictor):
         self.onednn_conv = onednn_conv
         self.bf16 = (self.device.type == "cpu" and cpu_has_native_bf16()) if bf16 is None else bool(bf16)
         if self.bf16 and self.device.type != "cpu":
-            raise ValueError(f"bf16 autocast is for CPU prediction; on {self.device.type} nnU-Net's own autocast applies")
+            raise InputError(f"bf16 autocast is for CPU prediction; on {self.device.type} nnU-Net's own autocast applies")
         #: label ids the label map keeps (None: all); the export covers only their region (`roi_box`)
         self.roi_labels: Optional[List[int]] = None
         self._body: Optional[np.ndarray] = None  # body mask of the (padded) image in the sliding window
@@ -256,7 +257,7 @@ class SupremPredictor(nnUNetPredictor):
         data, _, props = pre.run_case(list(image_files), None, self.plans_manager, self.configuration_manager,
                                       self.dataset_json)
         if not np.isfinite(data).all():
-            raise ValueError(f"{image_files[0]}: the image holds NaN or infinite values")
+            raise InputError(f"{image_files[0]}: the image holds NaN or infinite values")
         return data, props
 
     def predict_case(self, image_files: Sequence[str], probabilities: bool = False) -> CasePrediction:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..dataset.raw import atomic_write_bytes, atomic_write_json
 from ..labels import canonical, host_of
+from ..errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -148,6 +149,6 @@ def validate_roi(roi: Optional[Sequence[str]], class_names: Sequence[str], model
     by_canon = {canonical(n): n for n in class_names}
     unknown = [r for r in roi if canonical(r) not in by_canon]
     if unknown:
-        raise ValueError(f"{model}: --roi-subset {', '.join(unknown)} not a class of this model "
+        raise InputError(f"{model}: --roi-subset {', '.join(unknown)} not a class of this model "
                          f"(classes: {', '.join(class_names)})")
     return [by_canon[canonical(r)] for r in roi]

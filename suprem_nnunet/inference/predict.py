@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
-from ..dataset.cases import IMAGE_ENDINGS, case_name, cases_by_stem, check_readable, group_channel_files, list_inputs
+from ..dataset.cases import IMAGE_ENDINGS, check_readable, list_inputs
 from ..dataset.raw import atomic_write_json, label_names
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
@@ -26,9 +25,11 @@ from ..training.sided import model_prediction_swap
 from .fast_predictor import SupremPredictor
 from .dicom import dicom_series, series_to_nifti
 from .dicom_seg import case_outputs, seg_source
-from ..zoo import catalog, read_index, load_released, predict_released
-from ..zoo.store import model_folder
+from ..zoo import load_released, predict_released
 from ..preprocessing.plans_manager import SupremPlansManager as PlansManager
+
+from ..configs import as_config
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def split_bad_cases(cases: Dict[str, List[str]], skip_bad: bool) -> Dict[str, st
                 raise
             bad[c] = str(e)
     if bad and len(bad) == len(cases):
-        raise ValueError(f"{bad[sorted(bad)[0]]} (and every other input is bad too)" if len(bad) > 1
+        raise InputError(f"{bad[sorted(bad)[0]]} (and every other input is bad too)" if len(bad) > 1
                          else bad[sorted(bad)[0]])
     for c in bad:
         log.warning("skipped %s: %s", c, bad[c])
@@ -127,24 +128,43 @@ def resolve_inputs(inputs: Union[str, Path], num_channels: int, workdir: Path,
     if p.is_dir() and not any(f.name.lower().endswith(IMAGE_ENDINGS) and not f.name.startswith(".")
                               for f in p.iterdir() if f.is_file()):
         if not dicom_series(p):
-            raise FileNotFoundError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) and no DICOM series in this folder")
+            raise MissingFileError(f"{p}: no image files ({', '.join(IMAGE_ENDINGS)}) and no DICOM series in this folder")
         if num_channels != 1:
-            raise ValueError(f"{p}: the model takes {num_channels} channels; a DICOM series is one")
+            raise InputError(f"{p}: the model takes {num_channels} channels; a DICOM series is one")
         case = p.resolve().name
         workdir.mkdir(parents=True, exist_ok=True)
         return {case: [str(series_to_nifti(p, workdir / f"{case}_0000.nii.gz", series_uid))]}
     if series_uid is not None:
-        raise ValueError(f"{p}: --series-uid given but this is not a folder of DICOM files")
+        raise InputError(f"{p}: --series-uid given but this is not a folder of DICOM files")
     return list_inputs(p, num_channels)
 
 
-def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union[str, Path, TrainedModel],
-            device: str = "cpu", mirror: Optional[bool] = None, step_size: float = 0.5,
-            per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
-            statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
-            series_uid: Optional[str] = None, fast_data_path: bool = True, skip_bad: bool = False,
-            bf16: bool = False, output_type: str = "nifti") -> List[Path]:
+@dataclass
+class PredictConfig:
+    """One prediction run (`predict`); the defaults are `suprem_predict`'s, described there."""
+
+    inputs: Union[str, Path]
+    output_dir: Union[str, Path]
+    model: Union[str, Path, TrainedModel]
+    device: str = "cpu"
+    mirror: Optional[bool] = None
+    step_size: float = 0.5
+    per_class: bool = False
+    roi_subset: Optional[Sequence[str]] = None
+    fast: bool = False
+    statistics: bool = False
+    preview: bool = False
+    save_probabilities: bool = False
+    series_uid: Optional[str] = None
+    fast_data_path: bool = True
+    skip_bad: bool = False
+    bf16: bool = False
+    output_type: str = "nifti"
+
+
+def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Path]:
     """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written label maps.
+    Takes a PredictConfig, or its fields as arguments (`predict(inputs, output_dir, model, ...)`).
 
     Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU. `roi_subset`: only
     those classes are written (others become background). `fast`: no overlap between windows, no
@@ -159,41 +179,42 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     from tqdm import tqdm
 
 
-    seg_src = seg_source(inputs, output_type)
-    m = model if isinstance(model, TrainedModel) else read_trained_model(model)
+    cfg = as_config(PredictConfig, config, args, kwargs)
+    seg_src = seg_source(cfg.inputs, cfg.output_type)
+    m = cfg.model if isinstance(cfg.model, TrainedModel) else read_trained_model(cfg.model)
     names = label_names(m.dataset_json)
-    roi = validate_roi(roi_subset, names, str(m.path))
-    dev = torch.device(device)
-    out = Path(output_dir)
+    roi = validate_roi(cfg.roi_subset, names, str(m.path))
+    dev = torch.device(cfg.device)
+    out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(names)}
     kept = {n: ids[n] for n in roi} if roi else ids
-    opts = OutputOptions(per_class, statistics, preview, save_probabilities)
+    opts = OutputOptions(cfg.per_class, cfg.statistics, cfg.preview, cfg.save_probabilities)
     ending = m.dataset_json["file_ending"]
     remove_stale_temp(out)
     tmp = out / f".tmp-{os.getpid()}"
     written = []
     try:  # everything goes to a temp folder first: no half-written file under a final name
         tmp.mkdir(exist_ok=True)
-        cases = resolve_inputs(inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", series_uid)
-        skipped = split_bad_cases(cases, skip_bad)
-        predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path, bf16)
+        cases = resolve_inputs(cfg.inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", cfg.series_uid)
+        skipped = split_bad_cases(cases, cfg.skip_bad)
+        predictor = make_predictor(m, dev, cfg.mirror, cfg.step_size, cfg.fast, cfg.fast_data_path, cfg.bf16)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
         for c in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
-            res = predictor.predict_case(cases[c], probabilities=save_probabilities)
+            res = predictor.predict_case(cases[c], probabilities=cfg.save_probabilities)
             seg = keep_classes(res.segmentation, kept) if roi else res.segmentation
             seg_tmp = tmp / f"{c}{ending}"
             predictor.write_segmentation(seg, str(seg_tmp), res.properties)
-            if save_probabilities:
+            if cfg.save_probabilities:
                 write_probabilities(out / f"{c}.npz", res.probabilities, ["background", *names],
                                     list(range(len(names) + 1)), res.probability_geometry,
                                     _read_image(cases[c][0]))
             final = finish_case(c, seg_tmp, cases[c][0], kept, out, opts, ending)
-            written.extend(case_outputs(final, seg_src, series_uid, kept, output_type, str(m.path)))
+            written.extend(case_outputs(final, seg_src, cfg.series_uid, kept, cfg.output_type, str(m.path)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_class_table(out, kept)
-    write_skipped(out, skipped, skip_bad)
+    write_skipped(out, skipped, cfg.skip_bad)
     atomic_write_json(out / "dataset.json", {"labels": {"background": 0, **kept}, "file_ending": ending,
                                              "model": str(m.path)})
     log.info("wrote %d prediction(s) to %s", len(written), out)
@@ -238,32 +259,6 @@ def mirroring(requested: Optional[bool], device_type: str, allowed_axes: Optiona
     return use, axes
 
 
-def resolve_model(spec: Union[str, Path]) -> Union[Path, str]:
-    """A model folder / checkpoint path of ours, or the zoo name of a released checkpoint.
-
-    Returns a Path for models nnU-Net's predictor runs, a str (zoo name or file) for released
-    checkpoints that need the direct-inference protocol."""
-
-    p = Path(spec)
-    if p.is_dir():
-        return p
-    if p.is_file():
-        try:
-            read_trained_model(p)
-            return p
-        except ValueError as e:
-            if "not an nnU-Net" not in str(e):
-                raise
-            return str(p)
-    index = read_index()
-    if str(spec) in index["models"]:
-        return model_folder(str(spec))
-    if str(spec) in index["checkpoints"] or str(spec) in catalog():
-        return str(spec)
-    raise FileNotFoundError(f"{spec}: no such model folder, checkpoint file or zoo name "
-                            f"(imported: {', '.join(sorted(index['models']) + sorted(index['checkpoints'])) or 'none'})")
-
-
 def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path], name: str, device: str = "cpu",
                          per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
                          statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
@@ -278,7 +273,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
 
     seg_src = seg_source(inputs, output_type)
     if save_probabilities:
-        raise ValueError(f"{name}: --save-probabilities is not available for released checkpoints")
+        raise InputError(f"{name}: --save-probabilities is not available for released checkpoints")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp(out)

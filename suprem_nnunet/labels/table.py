@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,9 @@ def canonical(name: str) -> str:
     """
     n = normalize(name)
     if not n:
-        raise ValueError(f"empty class name: {name!r}")
+        raise InputError(f"empty class name: {name!r}")
     if n in ("background", "bg"):
-        raise ValueError("'background' is label 0 and not a class name")
+        raise InputError("'background' is label 0 and not a class name")
     if n in BY_NAME:
         return n
     return SYNONYMS.get(n, n)
@@ -153,6 +154,6 @@ def canonical_labels(names: Iterable[str]) -> List[str]:
     for n in names:
         c = canonical(n)
         if c in out:
-            raise ValueError(f"class {n!r} maps to {c!r}, which is already in the list")
+            raise InputError(f"class {n!r} maps to {c!r}, which is already in the list")
         out.append(c)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from .table import canonical, normalize
+from ..errors import InputError
 
 _VERTEBRAE = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5",
               "T4", "T3", "T2", "T1", "C7", "C6", "C5", "C4", "C3", "C2", "C1")
@@ -100,7 +101,7 @@ def _v2_group(name: str) -> str:
 def totalseg_classes(version: int) -> Tuple[str, ...]:
     """TotalSegmentator class names of `version` (1 or 2) in id order."""
     if version not in (1, 2):
-        raise ValueError(f"TotalSegmentator version must be 1 or 2, got {version}")
+        raise InputError(f"TotalSegmentator version must be 1 or 2, got {version}")
     return TOTALSEG_V1 if version == 1 else TOTALSEG_V2
 
 
@@ -108,5 +109,5 @@ def totalseg_group(name: str, version: int) -> str:
     """The target-task group ('organs', 'vertebrae', 'cardiac', 'muscles', 'ribs') of a class."""
     classes = totalseg_classes(version)
     if name not in classes:
-        raise ValueError(f"{name!r} is not a TotalSegmentator v{version} class")
+        raise InputError(f"{name!r} is not a TotalSegmentator v{version} class")
     return _v1_group(name) if version == 1 else _v2_group(name)

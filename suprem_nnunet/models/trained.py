@@ -17,6 +17,7 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from ..dataset.raw import label_names
+from ..errors import MissingFileError
 from ..networks.checkpoint import CheckpointError, load_training_checkpoint
 from ..planning.mirroring import recorded
 
@@ -89,11 +90,11 @@ def find_checkpoint(path: Union[str, Path], prefer: str = "final") -> Path:
     if p.is_file():
         return p
     if not p.is_dir():
-        raise FileNotFoundError(f"{p}: no such checkpoint file or model folder")
+        raise MissingFileError(f"{p}: no such checkpoint file or model folder")
     folds = [p] if any((p / n).is_file() for n in CHECKPOINT_NAMES) else sorted(p.glob("fold_*"))
     names = sorted(CHECKPOINT_NAMES, key=lambda n: 0 if prefer in n else 1)
     for fold in folds:
         for n in names:
             if (fold / n).is_file():
                 return fold / n
-    raise FileNotFoundError(f"{p}: no checkpoint ({', '.join(CHECKPOINT_NAMES)}) in it or its fold_* folders")
+    raise MissingFileError(f"{p}: no checkpoint ({', '.join(CHECKPOINT_NAMES)}) in it or its fold_* folders")

@@ -12,6 +12,8 @@ from typing import Any, Dict, Mapping, Union
 
 import torch
 
+from ..errors import InputError
+
 PathLike = Union[str, Path]
 StateDict = Dict[str, torch.Tensor]
 TEMP_PREFIX = ".tmp-"
@@ -20,7 +22,7 @@ TEMP_PREFIX = ".tmp-"
 STATE_DICT_ENTRIES = ("net", "state_dict", "network_weights", "model", "model_state_dict")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used; the message is one line and names the file."""
 
 

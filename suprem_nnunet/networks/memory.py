@@ -15,6 +15,7 @@ from typing import Dict, Sequence, Tuple, Type
 
 import torch
 from torch import nn
+from ..errors import InputError
 
 #: bytes per parameter during training: weights + gradients + SGD momentum (nnU-Net's optimiser).
 #: Adam keeps one more moment: use 16.
@@ -96,16 +97,16 @@ class MemoryModelMixin:
         size = tuple(int(s) for s in patch_size)
         bad = [s for s in size if s <= 0 or s % cls.divisible_by]
         if bad:
-            raise ValueError(f"{cls.__name__}: patch size {size} has sides {bad} that are not positive "
+            raise InputError(f"{cls.__name__}: patch size {size} has sides {bad} that are not positive "
                              f"multiples of {cls.divisible_by}")
         small = [s for s in size if s < cls.min_patch_side]
         if small:
-            raise ValueError(f"{cls.__name__}: patch size {size} has sides {small} below the minimum "
+            raise InputError(f"{cls.__name__}: patch size {size} has sides {small} below the minimum "
                              f"{cls.min_patch_side}")
 
 
 def check_no_deep_supervision(cls_name: str, deep_supervision: bool) -> None:
     """The adapters return plain logits; asking for deep supervision is a configuration error."""
     if deep_supervision:
-        raise ValueError(f"{cls_name} has no deep-supervision outputs; build it with "
+        raise InputError(f"{cls_name} has no deep-supervision outputs; build it with "
                          f"deep_supervision=False (trainer: enable_deep_supervision = False)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -92,4 +93,4 @@ def get_backbone(name: str) -> Backbone:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None
+        raise InputError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None

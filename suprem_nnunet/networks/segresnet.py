@@ -14,6 +14,7 @@ from monai.networks.nets import SegResNet
 
 from .memory import MemoryModelMixin, check_no_deep_supervision
 from .registry import BACKBONES
+from ..errors import InputError
 
 
 class SuPreMSegResNet(MemoryModelMixin, SegResNet):
@@ -31,10 +32,10 @@ class SuPreMSegResNet(MemoryModelMixin, SegResNet):
                  num_groups: int = 8) -> None:
         check_no_deep_supervision(type(self).__name__, deep_supervision)
         if init_filters % num_groups:
-            raise ValueError(f"init_filters ({init_filters}) must be a multiple of num_groups "
+            raise InputError(f"init_filters ({init_filters}) must be a multiple of num_groups "
                              f"({num_groups}) for GroupNorm")
         if len(blocks_up) != len(blocks_down) - 1:
-            raise ValueError(f"blocks_up needs len(blocks_down) - 1 = {len(blocks_down) - 1} entries, "
+            raise InputError(f"blocks_up needs len(blocks_down) - 1 = {len(blocks_down) - 1} entries, "
                              f"got {list(blocks_up)}")
         super().__init__(spatial_dims=3, init_filters=init_filters, in_channels=input_channels,
                          out_channels=num_classes, dropout_prob=dropout_prob,
@@ -45,6 +46,6 @@ class SuPreMSegResNet(MemoryModelMixin, SegResNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bad = [int(s) for s in x.shape[2:] if int(s) % self.divisible_by]
         if bad:
-            raise ValueError(f"{type(self).__name__}: input sides {bad} of {tuple(x.shape[2:])} are "
+            raise InputError(f"{type(self).__name__}: input sides {bad} of {tuple(x.shape[2:])} are "
                              f"not multiples of {self.divisible_by}")
         return super().forward(x)

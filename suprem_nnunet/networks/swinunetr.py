@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from .memory import MemoryModelMixin, check_no_deep_supervision
 from .registry import BACKBONES
+from ..errors import InputError
 
 Offsets = Tuple[Tuple[int, int, int], ...]
 
@@ -43,7 +44,7 @@ def merge_neighbours(x: torch.Tensor, offsets: Offsets) -> torch.Tensor:
     Odd sides are zero-padded at the end. Returns (B, ceil(D/2), ceil(H/2), ceil(W/2), 8C).
     """
     if x.dim() != 5:
-        raise ValueError(f"expected a channels-last 5D tensor (B, D, H, W, C), got {tuple(x.shape)}")
+        raise InputError(f"expected a channels-last 5D tensor (B, D, H, W, C), got {tuple(x.shape)}")
     d, h, w = x.shape[1:4]
     if d % 2 or h % 2 or w % 2:
         x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2, 0, d % 2))
@@ -83,9 +84,9 @@ class SuPreMSwinUNETR(MemoryModelMixin, SwinUNETR):
                  use_checkpoint: bool = False) -> None:
         check_no_deep_supervision(type(self).__name__, deep_supervision)
         if patch_merging not in PATCH_MERGING:
-            raise ValueError(f"patch_merging must be one of {sorted(PATCH_MERGING)}, got {patch_merging!r}")
+            raise InputError(f"patch_merging must be one of {sorted(PATCH_MERGING)}, got {patch_merging!r}")
         if feature_size % 12:
-            raise ValueError(f"feature_size must be a multiple of 12, got {feature_size}")
+            raise InputError(f"feature_size must be a multiple of 12, got {feature_size}")
         super().__init__(in_channels=input_channels, out_channels=num_classes, feature_size=feature_size,
                          depths=tuple(depths), num_heads=tuple(num_heads), window_size=window_size,
                          drop_rate=drop_rate,

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from .memory import MemoryModelMixin, check_no_deep_supervision
 from .registry import BACKBONES
+from ..errors import InputError
 
 
 class BatchStatsBatchNorm3d(nn.BatchNorm3d):
@@ -28,7 +29,7 @@ class BatchStatsBatchNorm3d(nn.BatchNorm3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
-            raise ValueError(f"expected a 5D input (B, C, D, H, W), got shape {tuple(x.shape)}")
+            raise InputError(f"expected a 5D input (B, C, D, H, W), got shape {tuple(x.shape)}")
         track = self.training and self.track_running_stats
         return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
                             self.weight, self.bias, True, self.momentum or 0.1, self.eps)
@@ -95,7 +96,7 @@ class SuPreMUNet3D(MemoryModelMixin, nn.Module):
         super().__init__()
         check_no_deep_supervision(type(self).__name__, deep_supervision)
         if base_features < 1:
-            raise ValueError(f"base_features must be >= 1, got {base_features}")
+            raise InputError(f"base_features must be >= 1, got {base_features}")
         w, b = base_features, batch_stats_always
         self.base_features = w
         self.down_tr64 = DownLevel(input_channels, w, 2 * w, b)

@@ -19,6 +19,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
+from ..errors import InputError
 
 #: sizes of the dynamic head: weights of layers 1..3 then biases of layers 1..3
 DYNAMIC_WEIGHT_NUMS: Tuple[int, ...] = (8 * 8, 8 * 8, 8 * 1)
@@ -45,7 +46,7 @@ class UniversalModel(nn.Module):
         dec_ch, bot_ch = backbone.decoder_channels, backbone.bottleneck_channels
         for name, ch in (("decoder", dec_ch), ("bottleneck", bot_ch)):
             if ch % 16:
-                raise ValueError(f"{name} channels ({ch}) must be a multiple of 16 (GroupNorm(16))")
+                raise InputError(f"{name} channels ({ch}) must be a multiple of 16 (GroupNorm(16))")
         self.num_classes = num_classes
         # registration order = release state-dict order: own buffer first, then children
         self.register_buffer("organ_embedding", torch.zeros(num_classes, EMBEDDING_DIM))

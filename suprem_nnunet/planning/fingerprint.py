@@ -23,6 +23,7 @@ from typing import Dict, Mapping, TypeVar, Union
 
 import numpy as np
 from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def sample_cases(cases: Mapping[str, T], max_cases: int, seed: int = 1234) -> Di
     """At most `max_cases` entries of `cases`, drawn without replacement with `seed`, in their
     sorted-id order (the same draw whatever the listing order); all of them if there are no more."""
     if max_cases < 1:
-        raise ValueError(f"max_cases must be >= 1, got {max_cases}")
+        raise InputError(f"max_cases must be >= 1, got {max_cases}")
     keys = sorted(cases)
     if len(keys) > max_cases:
         pick = np.sort(np.random.RandomState(seed).choice(len(keys), max_cases, replace=False))

@@ -37,6 +37,7 @@ import numpy as np
 from ..labels.sides import sided_pairs
 from ..labels.table import canonical
 from ..dataset.raw import label_names, read_annotated_classes
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ HEADER_READERS = ("SimpleITKIO", "NibabelIO")
 def check_policy(policy: str) -> str:
     """`policy` if it is one of POLICIES; ValueError naming it otherwise."""
     if policy not in POLICIES:
-        raise ValueError(f"unknown left-right mirroring policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        raise InputError(f"unknown left-right mirroring policy {policy!r}; choose one of {', '.join(POLICIES)}")
     return policy
 
 
@@ -61,7 +62,7 @@ def lr_array_axis(direction: Sequence[float]) -> int:
     index axes in world coordinates): the index axis whose column is mostly along world x."""
     n = int(round(np.sqrt(len(direction))))
     if n * n != len(direction) or n not in (2, 3):
-        raise ValueError(f"direction {tuple(direction)}: expected 4 or 9 direction cosines")
+        raise InputError(f"direction {tuple(direction)}: expected 4 or 9 direction cosines")
     d = np.asarray(direction, dtype=float).reshape(n, n)
     return 2 - int(np.argmax(np.abs(d[0])))
 
@@ -70,7 +71,7 @@ def preprocessed_axis(array_axis: int, transpose_forward: Sequence[int]) -> int:
     """Where array axis `array_axis` of the reader's output lies after nnU-Net's `transpose_forward`."""
     order = [int(a) for a in transpose_forward]
     if sorted(order) != [0, 1, 2]:
-        raise ValueError(f"transpose_forward {list(transpose_forward)}: not a permutation of 0, 1, 2")
+        raise InputError(f"transpose_forward {list(transpose_forward)}: not a permutation of 0, 1, 2")
     return order.index(int(array_axis))
 
 
@@ -102,11 +103,11 @@ class MirroringPlan:
                        [str(n) for n in d.get("unpaired", [])], [str(n) for n in d.get("class_names", [])],
                        str(d.get("reason", "")))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: suprem.mirroring is malformed ({type(e).__name__}: {e})") from None
+            raise InputError(f"{where}: suprem.mirroring is malformed ({type(e).__name__}: {e})") from None
         check_policy(plan.requested)
         check_policy(plan.policy)
         if plan.policy == "swap" and len(plan.lr_axes) != 1:
-            raise ValueError(f"{where}: suprem.mirroring: policy swap needs exactly one left-right axis, "
+            raise InputError(f"{where}: suprem.mirroring: policy swap needs exactly one left-right axis, "
                              f"got {plan.lr_axes}")
         return plan
 
@@ -142,7 +143,7 @@ class MirroringPlan:
         perm = list(range(num_channels))
         for a, b in self.pairs:
             if max(a, b) >= num_channels:
-                raise ValueError(f"left/right pair ({a}, {b}) outside the {num_channels} output channels")
+                raise InputError(f"left/right pair ({a}, {b}) outside the {num_channels} output channels")
             perm[a], perm[b] = b, a
         return perm
 

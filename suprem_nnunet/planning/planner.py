@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Type
+from typing import Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from ..dataset.raw_checks import check_raw_dataset
 from .presets import load_preset
 from ..preprocessing.run import preprocess_dataset
 from .fingerprint import SupremFingerprintExtractor
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def preset_reader(preset: dict) -> str:
     """Dotted name of the image reader/writer that gives a preset's orientation (RAS arrays)."""
     orientation = preset.get("orientation", "RAS")
     if orientation != "RAS":
-        raise ValueError(f"preset {preset.get('name')!r}: orientation {orientation!r} is not supported (only RAS)")
+        raise InputError(f"preset {preset.get('name')!r}: orientation {orientation!r} is not supported (only RAS)")
     return RAS_READER
 
 
@@ -224,7 +225,7 @@ def preset_resampling(preset: dict) -> dict:
     orders = {"nearest": 0, "linear": 1, "cubic": 3}
     image = (preset.get("resampling") or {}).get("image", "linear")
     if image not in orders:
-        raise ValueError(f"preset {preset.get('name')!r}: image resampling {image!r} is not one of {', '.join(orders)}")
+        raise InputError(f"preset {preset.get('name')!r}: image resampling {image!r} is not one of {', '.join(orders)}")
     intensity = preset["intensity"]
     data_kwargs = {"is_seg": False, "order": orders[image], "window": [float(v) for v in intensity["clip"]],
                    "scale_to": [float(v) for v in intensity.get("scale_to", [0.0, 1.0])]}
@@ -245,7 +246,7 @@ def with_num_gpus(configuration_plans: dict, num_gpus: int) -> dict:
     one GPU's memory fits, `batch_size` the global batch (per GPU x num_gpus) nnU-Net splits over the
     ranks, `num_gpus` what the trainer checks against torchrun's world size."""
     if int(num_gpus) < 1:
-        raise ValueError(f"--num-gpus must be at least 1, got {num_gpus}")
+        raise InputError(f"--num-gpus must be at least 1, got {num_gpus}")
     cfg = dict(configuration_plans)
     per_gpu = int(cfg.get("batch_size_per_gpu", int(cfg["batch_size"]) // int(cfg.get("num_gpus", 1))))
     cfg.update({"batch_size_per_gpu": per_gpu, "num_gpus": int(num_gpus), "batch_size": per_gpu * int(num_gpus)})
@@ -276,7 +277,7 @@ def planner_class(backbone: str = "nnunet", caps: PlanningCaps = PlanningCaps(),
     base = nnUNetPlannerResEncM if b.name == "resenc" else ExperimentPlanner
     name = f"Suprem{b.name.capitalize()}Planner"
     if arch_kwargs and not b.fixed_topology:
-        raise ValueError(f"backbone {b.name!r} takes its architecture from the fingerprint, not from arch kwargs")
+        raise InputError(f"backbone {b.name!r} takes its architecture from the fingerprint, not from arch kwargs")
     with_num_gpus({"batch_size": 1}, num_gpus)  # validates
     return type(name, (SupremPlannerMixin, base), {"backbone": b.name, "caps": caps, "preset": preset,
                                                    "arch_override": arch_kwargs, "num_gpus": int(num_gpus),
@@ -327,7 +328,7 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
     recipe, spacing = None, None
     if preset is not None:
         if preset != "suprem":
-            raise ValueError(f"unknown preset {preset!r}; the only preset is 'suprem'")
+            raise InputError(f"unknown preset {preset!r}; the only preset is 'suprem'")
 
         recipe = load_preset(backbone)
         spacing = tuple(float(v) for v in recipe["spacing"])
@@ -338,7 +339,7 @@ def plan_and_preprocess(dataset: str, backbone: str = "nnunet", configurations: 
                                                 overwrite_plans_name=plans_name_for(backbone, preset))
     for c in configurations:
         if c not in plans["configurations"]:
-            raise ValueError(f"configuration {c!r} was not planned for {dataset} "
+            raise InputError(f"configuration {c!r} was not planned for {dataset} "
                              f"(planned: {', '.join(plans['configurations'])})")
     preprocess_dataset(dataset_id, identifier, tuple(configurations), [num_processes] * len(configurations))
     copy_annotated_classes(paths.raw_root() / dataset, paths.preprocessed_root() / dataset)  # training reads it there

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..networks.registry import get_backbone
+from ..errors import InputError
 
 
 def presets_dir() -> Path:
@@ -28,12 +29,12 @@ def load_preset(name_or_backbone: str) -> Dict:
     if not name.endswith(".json"):
         preset = get_backbone(name).preset
         if preset is None:
-            raise ValueError(f"backbone {name!r} has no SuPreM preset; presets: {', '.join(list_presets())}")
+            raise InputError(f"backbone {name!r} has no SuPreM preset; presets: {', '.join(list_presets())}")
         name = preset
     p = presets_dir() / name
     if not p.is_file():
-        raise ValueError(f"{p}: preset not found; presets: {', '.join(list_presets())}")
+        raise InputError(f"{p}: preset not found; presets: {', '.join(list_presets())}")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: invalid JSON ({e})") from None
+        raise InputError(f"{p}: invalid JSON ({e})") from None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from ..dataset.raw import ANNOTATED_FILE, atomic_write_json
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 MARKER_SUFFIX = ".complete"
@@ -87,7 +88,7 @@ def read_marker(data_dir: PathLike) -> Optional[Dict]:
     try:
         m = json.loads(p.read_text())
         if not isinstance(m, dict) or not isinstance(m.get("cases"), dict):
-            raise ValueError("no 'cases' object")
+            raise InputError("no 'cases' object")
     except (ValueError, UnicodeDecodeError) as e:
         log.warning("%s: unreadable completion marker (%s); the configuration is preprocessed again", p, e)
         return None

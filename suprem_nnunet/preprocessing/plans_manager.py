@@ -16,6 +16,7 @@ from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.reader_writer_registry import recursive_find_reader_writer_by_name
 from nnunetv2.preprocessing.resampling.utils import recursive_find_resampling_fn_by_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from ..errors import InputError
 
 #: the reader/writer of plans made with a SuPreM preset (RAS arrays)
 RAS_READER = "suprem_nnunet.preprocessing.ras_io.RASSimpleITKIO"
@@ -27,7 +28,7 @@ def reader_writer_class(name: str) -> Type[BaseReaderWriter]:
         return recursive_find_reader_writer_by_name(name)
     cls = pydoc.locate(name)
     if not (isinstance(cls, type) and issubclass(cls, BaseReaderWriter)):
-        raise ValueError(f"plans: image_reader_writer {name!r} is not an importable nnU-Net reader/writer class")
+        raise InputError(f"plans: image_reader_writer {name!r} is not an importable nnU-Net reader/writer class")
     return cls
 
 
@@ -37,7 +38,7 @@ def resampling_function(name: str) -> Callable:
         return recursive_find_resampling_fn_by_name(name)
     fn = pydoc.locate(name)
     if not callable(fn):
-        raise ValueError(f"plans: resampling function {name!r} is not importable")
+        raise InputError(f"plans: resampling function {name!r} is not importable")
     return fn
 
 

@@ -16,6 +16,7 @@ from typing import List, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+from ..errors import InputError
 
 
 def orientation_code(direction) -> str:
@@ -45,7 +46,7 @@ class RASSimpleITKIO(SimpleITKIO):
         data, props = super().read_images(image_fnames)
         original = props["sitk_stuff"]
         if len(original["spacing"]) != 3 or data.ndim != 4:
-            raise ValueError(f"{image_fnames[0]}: reorienting to {self.orientation} needs a 3D image, "
+            raise InputError(f"{image_fnames[0]}: reorienting to {self.orientation} needs a 3D image, "
                              f"got {len(original['spacing'])}D")
         channels, img = [], None
         for channel in data:
@@ -64,7 +65,7 @@ class RASSimpleITKIO(SimpleITKIO):
         if original is None:  # properties of an image that was read without reorientation
             return super().write_seg(seg, output_fname, properties)
         if seg.ndim != 3:
-            raise ValueError(f"{output_fname}: segmentation must be 3D, got shape {seg.shape}")
+            raise InputError(f"{output_fname}: segmentation must be 3D, got shape {seg.shape}")
         img = sitk.DICOMOrient(_image(np.ascontiguousarray(seg), properties["sitk_stuff"]),
                                properties["original_orientation"])
         super().write_seg(sitk.GetArrayFromImage(img), output_fname, {"sitk_stuff": original})

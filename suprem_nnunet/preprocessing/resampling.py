@@ -14,11 +14,12 @@ plans name them per configuration (resolved by `SupremConfigurationManager`).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from scipy.ndimage import affine_transform
+from ..errors import InputError
 
 from .argmax_export import labels_from_logits
 from .axis_operators import Shape, Spacing, along, axis_matrix, axis_operators
@@ -38,7 +39,7 @@ def resample_origin_aligned(data: Union[torch.Tensor, np.ndarray], new_shape: Sh
         data = data.numpy()
     new_shape = tuple(int(n) for n in new_shape)
     if len(new_shape) != data.ndim - 1:
-        raise ValueError(f"data of shape {data.shape} (channels first) but new shape {new_shape}")
+        raise InputError(f"data of shape {data.shape} (channels first) but new shape {new_shape}")
     if tuple(data.shape[1:]) == new_shape:
         return data
     steps = np.asarray(new_spacing, float) / np.asarray(current_spacing, float)
@@ -56,12 +57,12 @@ def resample_then_window(data: Union[torch.Tensor, np.ndarray], new_shape: Shape
                          **ignored) -> np.ndarray:
     """`resample_origin_aligned`, then clip to `window` (HU) and scale it linearly onto `scale_to`."""
     if is_seg:
-        raise ValueError("resample_then_window is for images; resample segmentations with resample_origin_aligned")
+        raise InputError("resample_then_window is for images; resample segmentations with resample_origin_aligned")
     out = resample_origin_aligned(data, new_shape, current_spacing, new_spacing, False, order)
     lo, hi = (float(v) for v in window)
     s0, s1 = (float(v) for v in scale_to)
     if hi <= lo:
-        raise ValueError(f"intensity window {window} is empty")
+        raise InputError(f"intensity window {window} is empty")
     return ((np.clip(out, lo, hi) - lo) * ((s1 - s0) / (hi - lo)) + s0).astype(np.float32, copy=False)
 
 

@@ -25,6 +25,7 @@ from .fast import as_fast_configuration
 from .plans_manager import SupremPlansManager, as_suprem
 from ..dataset.raw import atomic_write_bytes, copy_annotated_classes
 from . import manifest as mf
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 SERIAL_CASES = 4  # up to this many cases to preprocess: in this process, without a worker pool
@@ -74,7 +75,7 @@ def _preprocessor(pm: SupremPlansManager, configuration: str, plans_file: Path):
     pm.image_reader_writer_class  # raises ValueError for a reader that cannot be imported
     cm.resampling_fn_data, cm.resampling_fn_seg  # raise ValueError for functions that cannot be imported
     if cm.preprocessor_class is not DefaultPreprocessor:
-        raise ValueError(f"{plans_file}: configuration {configuration!r} uses preprocessor "
+        raise InputError(f"{plans_file}: configuration {configuration!r} uses preprocessor "
                          f"{cm.preprocessor_class.__name__}; plans with reader {pm.plans['image_reader_writer']} "
                          "support DefaultPreprocessor only")
     return SupremPreprocessor(verbose=False)
@@ -115,14 +116,14 @@ def ensure_preprocessed(dataset: str, plans_identifier: str, configuration: str,
     raw, pre = paths.raw_root() / dataset, paths.preprocessed_root() / dataset
     plans_file = pre / f"{plans_identifier}.json"
     if not plans_file.is_file():
-        raise FileNotFoundError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first")
+        raise MissingFileError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first")
     pm = SupremPlansManager(str(plans_file))
     data_dir = pre / pm.get_configuration(configuration).data_identifier
     if not (raw / "dataset.json").is_file():
         if mf.read_marker(data_dir) is not None:
             log.info("%s: raw dataset absent; using the preprocessed data as they are", raw)
             return False
-        raise FileNotFoundError(f"{data_dir}: preprocessing never completed (no {mf.marker_path(data_dir).name}) "
+        raise MissingFileError(f"{data_dir}: preprocessing never completed (no {mf.marker_path(data_dir).name}) "
                                 f"and the raw dataset {raw} is not there to preprocess it again")
     dataset_json = json.loads((raw / "dataset.json").read_text())
     cases = get_filenames_of_train_images_and_targets(str(raw), dataset_json)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..inference.outputs import read_probabilities
 from ..labels import canonical, canonical_labels
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -59,10 +60,10 @@ def list_sets(folders: Sequence[PathLike]) -> Dict[str, List[Path]]:
     for f in folders:
         f = Path(f)
         if not f.is_dir():
-            raise FileNotFoundError(f"{f}: no such folder of probability files")
+            raise MissingFileError(f"{f}: no such folder of probability files")
         files = {p.name[: -len(".npz")]: p for p in sorted(f.glob("*.npz")) if not p.name.startswith(".")}
         if not files:
-            raise FileNotFoundError(f"{f}: no <case>.npz probability files (write them with "
+            raise MissingFileError(f"{f}: no <case>.npz probability files (write them with "
                                     "suprem_predict --save-probabilities)")
         per_set.append(files)
     common = sorted(set.intersection(*(set(s) for s in per_set)))
@@ -71,21 +72,21 @@ def list_sets(folders: Sequence[PathLike]) -> Dict[str, List[Path]]:
         log.warning("%d case(s) are not in every probability folder and are not scored: %s", len(dropped),
                     ", ".join(dropped[:10]))
     if not common:
-        raise FileNotFoundError(f"no case has probabilities in all of {', '.join(map(str, folders))}")
+        raise MissingFileError(f"no case has probabilities in all of {', '.join(map(str, folders))}")
     return {c: [s[c] for s in per_set] for c in common}
 
 
 def _names(data: Dict[str, np.ndarray], path: Path) -> List[str]:
     if "class_names" not in data or "probabilities" not in data:
-        raise ValueError(f"{path}: not a probability file (needs probabilities and class_names)")
+        raise InputError(f"{path}: not a probability file (needs probabilities and class_names)")
     names = [str(n) for n in data["class_names"]]
     if not names or names[0].lower() != "background" or data["probabilities"].shape[0] != len(names):
-        raise ValueError(f"{path}: expected class_names to start with 'background' and match the "
+        raise InputError(f"{path}: expected class_names to start with 'background' and match the "
                          f"{data['probabilities'].shape[0]} probability channels")
     try:
         return [canonical(n) for n in names[1:]]
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
 
 
 def _same_grid(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> bool:
@@ -125,7 +126,7 @@ def _channels(f: Path) -> int:
         shape = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
                  else np.lib.format.read_array_header_2_0(fh))[0]
     if len(shape) != 4:
-        raise ValueError(f"{f}: probabilities have shape {shape}, expected (classes, z, y, x)")
+        raise InputError(f"{f}: probabilities have shape {shape}, expected (classes, z, y, x)")
     return int(shape[0])
 
 
@@ -138,37 +139,37 @@ def file_classes(f: PathLike) -> List[str]:
 
     f = Path(f)
     if not zipfile.is_zipfile(f):
-        raise ValueError(f"{f}: not a readable probability file (not an .npz archive)")
+        raise InputError(f"{f}: not a readable probability file (not an .npz archive)")
     try:
         with np.load(f, allow_pickle=False) as z:
             if "probabilities" not in z.files:
-                raise ValueError(f"{f}: not a probability file (no 'probabilities' array; write it with "
+                raise InputError(f"{f}: not a probability file (no 'probabilities' array; write it with "
                                  "suprem_predict --save-probabilities)")
             if "class_names" not in z.files:
-                raise ValueError(f"{f}: probabilities without class names (no 'class_names' array; write it "
+                raise InputError(f"{f}: probabilities without class names (no 'class_names' array; write it "
                                  "with suprem_predict --save-probabilities)")
             raw = z["class_names"]
         channels = _channels(f)
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise ValueError(f"{f}: not a readable probability file ({type(e).__name__}: {e})") from None
+        raise InputError(f"{f}: not a readable probability file ({type(e).__name__}: {e})") from None
     except ValueError as e:
         if str(e).startswith(str(f)):
             raise
-        raise ValueError(f"{f}: class_names cannot be read as text ({e})") from None
+        raise InputError(f"{f}: class_names cannot be read as text ({e})") from None
     if raw.dtype.kind not in "US" or raw.ndim != 1:
-        raise ValueError(f"{f}: class_names must be a list of names, got a {raw.dtype} array of shape {raw.shape}")
+        raise InputError(f"{f}: class_names must be a list of names, got a {raw.dtype} array of shape {raw.shape}")
     names = [str(n) for n in raw]
     if not names or names[0].lower() != "background":
-        raise ValueError(f"{f}: expected class_names to start with 'background', got "
+        raise InputError(f"{f}: expected class_names to start with 'background', got "
                          f"{', '.join(names[:4]) or 'none'}")
     if len(names) != channels:
-        raise ValueError(f"{f}: {len(names)} class_names for {channels} probability channels")
+        raise InputError(f"{f}: {len(names)} class_names for {channels} probability channels")
     if len(names) < 2:
-        raise ValueError(f"{f}: no foreground class (class_names holds only 'background')")
+        raise InputError(f"{f}: no foreground class (class_names holds only 'background')")
     try:
         return canonical_labels(names[1:])
     except ValueError as e:
-        raise ValueError(f"{f}: {e}") from None
+        raise InputError(f"{f}: {e}") from None
 
 
 def check_classes(sets: Dict[str, List[Path]]) -> None:
@@ -188,7 +189,7 @@ def check_classes(sets: Dict[str, List[Path]]) -> None:
 
 def _differ(f: Path, names: List[str], ref_file: Path, ref_names: List[str]) -> None:
     missing, extra = sorted(set(ref_names) - set(names)), sorted(set(names) - set(ref_names))
-    raise ValueError(f"{f}: classes differ from {ref_file} (missing: {', '.join(missing) or 'none'}; "
+    raise InputError(f"{f}: classes differ from {ref_file} (missing: {', '.join(missing) or 'none'}; "
                      f"extra: {', '.join(extra) or 'none'}); the models must predict the same classes")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Union
 
 from ..dataset.raw import atomic_write_bytes, atomic_write_json
+from ..errors import InputError, MissingFileError
 
 PathLike = Union[str, Path]
 FIRST = ["rank", "case", "class", "importance", "case_importance", "volume_ml"]
@@ -44,15 +45,15 @@ def read_scores(folder: PathLike) -> Dict[str, Dict]:
     folder = Path(folder)
     files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
     if not files:
-        raise FileNotFoundError(f"{folder}: no stored scores (<case>.json)")
+        raise MissingFileError(f"{folder}: no stored scores (<case>.json)")
     out = {}
     for f in files:
         try:
             rec = json.loads(f.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{f}: not valid JSON ({e})") from None
+            raise InputError(f"{f}: not valid JSON ({e})") from None
         if not isinstance(rec, dict) or "classes" not in rec:
-            raise ValueError(f"{f}: not a stored score record (no 'classes')")
+            raise InputError(f"{f}: not a stored score record (no 'classes')")
         out[rec.get("case", f.stem)] = rec
     return out
 

@@ -37,6 +37,7 @@ from ..dataset.raw import (atomic_write_bytes, atomic_write_json, copy_annotated
 from ..dataset.cases import IMAGE_ENDINGS, case_name
 from ..labels import canonical
 from ..dataset.raw import write_image
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -60,12 +61,12 @@ def _read_sidecar(path: Path) -> Dict:
         return {}
     d = read_json(path)
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected an object with reviewer / date / note / classes")
+        raise InputError(f"{path}: expected an object with reviewer / date / note / classes")
     unknown = sorted(set(d) - set(SIDECAR_KEYS))
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(SIDECAR_KEYS)})")
+        raise InputError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(SIDECAR_KEYS)})")
     if "classes" in d and (not isinstance(d["classes"], list) or not all(isinstance(c, str) for c in d["classes"])):
-        raise ValueError(f"{path}: 'classes' must be a list of class names")
+        raise InputError(f"{path}: 'classes' must be a list of class names")
     return d
 
 
@@ -83,14 +84,14 @@ def _locate(raw: Path, case: str, source: Path, ending: str):
         ct = _find(raw / f"images{split}", f"{case}_0000")
         if ct is not None:
             return raw / f"labels{split}" / f"{case}{ending}", ct
-    raise ValueError(f"{source}: case {case!r} is not in {raw.name} (no images{{Tr,Ts}}/{case}_0000 image)")
+    raise InputError(f"{source}: case {case!r} is not in {raw.name} (no images{{Tr,Ts}}/{case}_0000 image)")
 
 
 def _check_geometry(source: Path, img, ct_file: Path, ct) -> None:
     diff = geometry_difference(img, ct)
     if diff is not None:
         name, a, b = diff
-        raise ValueError(f"{source}: {name} {tuple(round(v, 4) for v in a)} differs from its CT {ct_file} "
+        raise InputError(f"{source}: {name} {tuple(round(v, 4) for v in a)} differs from its CT {ct_file} "
                          f"({tuple(round(v, 4) for v in b)})")
 
 
@@ -100,12 +101,12 @@ def _read_checked(source: Path, ct_file: Path, ct):
     try:
         img = sitk.ReadImage(str(source))
     except RuntimeError as e:
-        raise ValueError(f"{source}: cannot be read as an image ({str(e).strip().splitlines()[-1][:120]})") from None
+        raise InputError(f"{source}: cannot be read as an image ({str(e).strip().splitlines()[-1][:120]})") from None
     _check_geometry(source, img, ct_file, ct)
     arr = sitk.GetArrayFromImage(img)
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise ValueError(f"{source}: a label map must hold integer label ids")
+            raise InputError(f"{source}: a label map must hold integer label ids")
         arr = arr.astype(np.int32)
     return arr
 
@@ -116,7 +117,7 @@ def collect_revisions(revised_dir: PathLike, dataset: Union[int, str]) -> List[R
 
     rdir = Path(revised_dir)
     if not rdir.is_dir():
-        raise FileNotFoundError(f"{rdir}: no such folder of revised labels")
+        raise MissingFileError(f"{rdir}: no such folder of revised labels")
     raw = paths.raw_root() / resolve_dataset(dataset)
     ds = json.loads((raw / "dataset.json").read_text())
     names = label_names(ds)
@@ -134,10 +135,10 @@ def collect_revisions(revised_dir: PathLike, dataset: Union[int, str]) -> List[R
                            and not f.name.startswith("."))
             if masks:
                 if p.name in entries:
-                    raise ValueError(f"{p}: case {p.name!r} has both a whole label map and single-class masks")
+                    raise InputError(f"{p}: case {p.name!r} has both a whole label map and single-class masks")
                 entries[p.name] = ("masks", p)
     if not entries:
-        raise FileNotFoundError(f"{rdir}: no revised label maps (<case>.nii.gz) or masks (<case>/<class>.nii.gz)")
+        raise MissingFileError(f"{rdir}: no revised label maps (<case>.nii.gz) or masks (<case>/<class>.nii.gz)")
     out = []
     for case, (kind, src) in sorted(entries.items()):
         meta = {**common, **_read_sidecar(rdir / f"{case}.json")}
@@ -152,7 +153,7 @@ def collect_revisions(revised_dir: PathLike, dataset: Union[int, str]) -> List[R
             arr = _read_checked(src, ct_file, ct)
             bad = sorted(set(np.unique(arr).tolist()) - {0, *ids.values()})
             if bad:
-                raise ValueError(f"{src}: label id(s) {bad} are not labels of {raw.name} (ids 1..{len(ids)})")
+                raise InputError(f"{src}: label id(s) {bad} are not labels of {raw.name} (ids 1..{len(ids)})")
             classes = _classes(meta.get("classes") or names, ids, rdir / f"{case}.json")
             for c in classes:
                 new[old == ids[c]] = 0
@@ -165,7 +166,7 @@ def collect_revisions(revised_dir: PathLike, dataset: Union[int, str]) -> List[R
                 c = _classes([case_name(f)], ids, f)[0]
                 arr = _read_checked(f, ct_file, ct)
                 if not set(np.unique(arr).tolist()) <= {0, 1}:
-                    raise ValueError(f"{f}: a single-class mask must hold only 0 and 1")
+                    raise InputError(f"{f}: a single-class mask must hold only 0 and 1")
                 new[new == ids[c]] = 0
                 new[arr == 1] = ids[c]
                 classes.append(c)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +17,8 @@ from .phantom import PHANTOM_CLASSES, PhantomGenerator
 from .subtype_lesion import PANCREAS_LESION_SUBTYPES, SUBTYPE_SEG_CLASSES, check_subtype_options
 from .profiles import SourceProfile
 from ..dataset.raw import atomic_write_bytes
+from ..configs import as_config
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +31,34 @@ def case_seed(seed: int, index: int, salt: Optional[str] = None) -> int:
     return zlib.crc32(f"{salt}:{seed}:{index}".encode())
 
 
-def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num_train: int = 8,
-                         num_test: int = 4, shape: Sequence[int] = (64, 64, 64),
-                         spacing: Sequence[float] = (5.0, 5.0, 5.0), orientation: str = "LPS",
-                         seed: int = 0, raw_root: Optional[Path] = None, progress: bool = True,
-                         noise_hu: float = 12.0, hu_offsets: Optional[Mapping[str, float]] = None,
-                         slice_thickness: Optional[float] = None, tumours_in_host: bool = True,
-                         seed_salt: Optional[str] = None, source: Optional[str] = None,
-                         description: str = "suprem-nnunet synthetic CT phantoms",
-                         synth_info: Optional[Mapping[str, Any]] = None,
-                         pancreas_lesions: Optional[Sequence[str]] = None, difficulty: float = 0.5) -> Path:
+@dataclass
+class PhantomDatasetConfig:
+    """A raw dataset of synthetic CT phantoms (`make_phantom_dataset`); fields described there."""
+
+    dataset_id: int
+    name: str
+    classes: Sequence[str]
+    num_train: int = 8
+    num_test: int = 4
+    shape: Sequence[int] = (64, 64, 64)
+    spacing: Sequence[float] = (5.0, 5.0, 5.0)
+    orientation: str = "LPS"
+    seed: int = 0
+    raw_root: Optional[Path] = None
+    progress: bool = True
+    noise_hu: float = 12.0
+    hu_offsets: Optional[Mapping[str, float]] = None
+    slice_thickness: Optional[float] = None
+    tumours_in_host: bool = True
+    seed_salt: Optional[str] = None
+    source: Optional[str] = None
+    description: str = "suprem-nnunet synthetic CT phantoms"
+    synth_info: Optional[Mapping[str, Any]] = None
+    pancreas_lesions: Optional[Sequence[str]] = None
+    difficulty: float = 0.5
+
+
+def make_phantom_dataset(config: Union[PhantomDatasetConfig, int], *args, **kwargs) -> Path:
     """Write `DatasetNNN_name` with `num_train` + `num_test` phantoms labelling `classes`.
 
     Structures not in `classes` are still drawn in the image but labelled background, as in a
@@ -47,49 +68,55 @@ def make_phantom_dataset(dataset_id: int, name: str, classes: Sequence[str], num
     go to the generator; `source` tags the cases (dataset.json `case_sources`, kept by merge).
     `pancreas_lesions` (one sub-type or "none" per case, train cases first) draws pancreatic lesions
     of those sub-types at `difficulty` and writes `case_labels.csv`; `classes` may then name the
-    sub-types' segmentation classes (`SUBTYPE_SEG_CLASSES`).
+    sub-types' segmentation classes (`SUBTYPE_SEG_CLASSES`). Takes a PhantomDatasetConfig, or its
+    fields as arguments (`make_phantom_dataset(dataset_id, name, classes, ...)`).
     """
-    names = canonical_labels(classes)
-    drawable = PHANTOM_CLASSES + (tuple(SUBTYPE_SEG_CLASSES.values()) if pancreas_lesions is not None else ())
+    cfg = as_config(PhantomDatasetConfig, config, args, kwargs)
+    names = canonical_labels(cfg.classes)
+    drawable = PHANTOM_CLASSES + (tuple(SUBTYPE_SEG_CLASSES.values()) if cfg.pancreas_lesions is not None else ())
     unknown = [c for c in names if c not in drawable]
     if unknown:
-        raise ValueError(f"the phantom does not draw {unknown}; it draws: {', '.join(PHANTOM_CLASSES)}")
-    if num_train < 1 or num_test < 0:
-        raise ValueError("need at least one training case and a non-negative number of test cases")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if pancreas_lesions is not None:
-        if len(pancreas_lesions) != num_train + num_test:
-            raise ValueError(f"{len(pancreas_lesions)} pancreatic lesion sub-types for {num_train + num_test} cases")
-        for lesion in set(pancreas_lesions):
-            check_subtype_options(lesion, difficulty)
-    folder = Path(raw_root or paths.raw_root()) / dataset_name(dataset_id, name)
+        raise InputError(f"the phantom does not draw {unknown}; it draws: {', '.join(PHANTOM_CLASSES)}")
+    if cfg.num_train < 1 or cfg.num_test < 0:
+        raise InputError("need at least one training case and a non-negative number of test cases")
+    if cfg.seed < 0:
+        raise InputError(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.pancreas_lesions is not None:
+        if len(cfg.pancreas_lesions) != cfg.num_train + cfg.num_test:
+            raise InputError(f"{len(cfg.pancreas_lesions)} pancreatic lesion sub-types for "
+                             f"{cfg.num_train + cfg.num_test} cases")
+        for lesion in set(cfg.pancreas_lesions):
+            check_subtype_options(lesion, cfg.difficulty)
+    folder = Path(cfg.raw_root or paths.raw_root()) / dataset_name(cfg.dataset_id, cfg.name)
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    prefix = name.lower()
-    cases = [(f"{prefix}_{i:03d}", "Tr" if i < num_train else "Ts") for i in range(num_train + num_test)]
+    prefix = cfg.name.lower()
+    cases = [(f"{prefix}_{i:03d}", "Tr" if i < cfg.num_train else "Ts")
+             for i in range(cfg.num_train + cfg.num_test)]
     seeds = {}
-    for i, (case, split) in enumerate(tqdm(cases, desc=f"phantoms {folder.name}", disable=not progress)):
-        seeds[case] = case_seed(seed, i, seed_salt)
-        lesion = {} if pancreas_lesions is None else {"pancreas_lesion": pancreas_lesions[i], "difficulty": difficulty}
-        ph = PhantomGenerator(seeds[case])(shape, spacing, orientation, noise_hu=noise_hu, hu_offsets=hu_offsets,
-                                           slice_thickness=slice_thickness, **lesion)
+    for i, (case, split) in enumerate(tqdm(cases, desc=f"phantoms {folder.name}", disable=not cfg.progress)):
+        seeds[case] = case_seed(cfg.seed, i, cfg.seed_salt)
+        lesion = ({} if cfg.pancreas_lesions is None
+                  else {"pancreas_lesion": cfg.pancreas_lesions[i], "difficulty": cfg.difficulty})
+        ph = PhantomGenerator(seeds[case])(cfg.shape, cfg.spacing, cfg.orientation, noise_hu=cfg.noise_hu,
+                                           hu_offsets=cfg.hu_offsets, slice_thickness=cfg.slice_thickness, **lesion)
         geo = (ph.spacing, ph.origin, ph.direction)
         write_image(folder / f"images{split}" / f"{case}_0000.nii.gz", ph.image, *geo)
-        write_image(folder / f"labels{split}" / f"{case}.nii.gz", ph.label_map(names, tumours_in_host), *geo)
+        write_image(folder / f"labels{split}" / f"{case}.nii.gz", ph.label_map(names, cfg.tumours_in_host), *geo)
     write_annotated_classes(folder, {c: names for c, _ in cases})
-    if pancreas_lesions is not None:
-        write_case_labels(folder / CASE_LABELS_FILE, {c: pancreas_lesions[i] for i, (c, _) in enumerate(cases)})
-        synth_info = {**(synth_info or {}), "pancreas_lesion_difficulty": difficulty}
+    synth_info = dict(cfg.synth_info or {})
+    if cfg.pancreas_lesions is not None:
+        write_case_labels(folder / CASE_LABELS_FILE, {c: cfg.pancreas_lesions[i] for i, (c, _) in enumerate(cases)})
+        synth_info["pancreas_lesion_difficulty"] = cfg.difficulty
     extra: Dict[str, Any] = {}
-    if source is not None:
-        extra["case_sources"] = {c: {"source": source, "source_id": f"seed-{seeds[c]}", "split": "train",
+    if cfg.source is not None:
+        extra["case_sources"] = {c: {"source": cfg.source, "source_id": f"seed-{seeds[c]}", "split": "train",
                                      "image_sha1": None} for c, split in cases if split == "Tr"}
-    write_dataset_json(folder, names, num_train, name=name, description=description,
+    write_dataset_json(folder, names, cfg.num_train, name=cfg.name, description=cfg.description,
                        reference="generated by suprem_synth", licence="CC0",
-                       synth={"seed": seed, "shape": list(shape), "spacing": list(spacing),
-                              "orientation": orientation, **(synth_info or {})}, **extra)
-    log.info("wrote %s (%d train, %d test)", folder, num_train, num_test)
+                       synth={"seed": cfg.seed, "shape": list(cfg.shape), "spacing": list(cfg.spacing),
+                              "orientation": cfg.orientation, **synth_info}, **extra)
+    log.info("wrote %s (%d train, %d test)", folder, cfg.num_train, cfg.num_test)
     return folder
 
 
@@ -138,7 +165,7 @@ def make_subtype_dataset(dataset_id: int, name: str = "PancreasSubtypes", num_tr
     the lesion: as its sub-type's novel class (`label_as="subtype"`, the segmentation route's
     target) or as `pancreas_tumor` (`"tumor"`: a pre-training set that knows lesions, not sub-types)."""
     if label_as not in ("subtype", "tumor"):
-        raise ValueError(f"label_as must be 'subtype' or 'tumor', got {label_as!r}")
+        raise InputError(f"label_as must be 'subtype' or 'tumor', got {label_as!r}")
     lesions = balanced_subtypes(num_train, seed) + balanced_subtypes(num_test, seed + 1)
     classes = ["pancreas", *(SUBTYPE_SEG_CLASSES[s] for s in PANCREAS_LESION_SUBTYPES)] if label_as == "subtype" \
         else ["pancreas", "pancreas_tumor"]

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from .subtype_lesion import (PANCREAS_LESION_SUBTYPES, SUBTYPE_SEG_CLASSES, check_subtype_options,  # noqa: F401
                              paint_subtype_lesion)
+from ..errors import InputError
 
 #: Structures the phantom draws (the label order of `--classes all`). Painting order is that of
 #: `PhantomGenerator._anatomy` (later structures occlude earlier ones; tumours last, inside their host).
@@ -34,7 +35,7 @@ def direction_from_code(code: str) -> np.ndarray:
     code = code.upper()
     if len(code) != 3 or any(c not in _AXES for c in code) or \
             len({int(np.flatnonzero(_AXES[c])[0]) for c in code}) != 3:
-        raise ValueError(f"orientation {code!r} is not a valid 3-letter code such as LPS or RAS")
+        raise InputError(f"orientation {code!r} is not a valid 3-letter code such as LPS or RAS")
     return np.array([_AXES[c] for c in code], dtype=float).T
 
 
@@ -198,15 +199,15 @@ class PhantomGenerator:
         shape = tuple(int(v) for v in shape)
         spacing = tuple(float(v) for v in spacing)
         if len(shape) != 3 or min(shape) < 4:
-            raise ValueError(f"shape must be 3 sizes >= 4, got {shape}")
+            raise InputError(f"shape must be 3 sizes >= 4, got {shape}")
         if len(spacing) != 3 or min(spacing) <= 0:
-            raise ValueError(f"spacing must be 3 positive values, got {spacing}")
+            raise InputError(f"spacing must be 3 positive values, got {spacing}")
         if slice_thickness is not None and not slice_thickness > 0:
-            raise ValueError(f"slice thickness must be positive, got {slice_thickness}")
+            raise InputError(f"slice thickness must be positive, got {slice_thickness}")
         offsets = dict(hu_offsets or {})
         unknown = sorted(set(offsets) - set(PHANTOM_CLASSES))
         if unknown:
-            raise ValueError(f"HU offsets name structures the phantom does not draw: {', '.join(unknown)}")
+            raise InputError(f"HU offsets name structures the phantom does not draw: {', '.join(unknown)}")
         if pancreas_lesion is not None:
             check_subtype_options(pancreas_lesion, difficulty)
         d = direction_from_code(orientation)

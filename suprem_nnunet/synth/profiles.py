@@ -13,6 +13,7 @@ from typing import Dict, List, Mapping, Tuple
 
 from ..labels import host_of
 from .phantom import PHANTOM_CLASSES
+from ..errors import InputError
 
 #: HU offsets from the phantom's base attenuation (about portal-venous) per contrast phase.
 PHASE_OFFSETS: Mapping[str, Mapping[str, float]] = {
@@ -84,7 +85,7 @@ def get_profile(name: str) -> SourceProfile:
     """The profile called `name`; ValueError naming the known ones otherwise."""
     key = name.strip().lower().replace("-", "_")
     if key not in BY_PROFILE:
-        raise ValueError(f"unknown source profile {name!r}; known profiles: {', '.join(BY_PROFILE)}")
+        raise InputError(f"unknown source profile {name!r}; known profiles: {', '.join(BY_PROFILE)}")
     return BY_PROFILE[key]
 
 

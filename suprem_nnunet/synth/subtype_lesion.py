@@ -24,6 +24,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
+from ..errors import InputError
 
 #: Pancreatic lesion sub-types the phantom can draw instead of its generic `pancreas_tumor`
 #: (`PhantomGenerator(seed)(..., pancreas_lesion=...)`); "none" draws a lesion-free pancreas.
@@ -53,10 +54,10 @@ _CYST_HU = 8.0
 def check_subtype_options(subtype: str, difficulty: float) -> None:
     """ValueError for an unknown sub-type or a difficulty outside [0, 1]."""
     if subtype not in ("none", *PANCREAS_LESION_SUBTYPES):
-        raise ValueError(f"unknown pancreatic lesion sub-type {subtype!r}; choose one of: none, "
+        raise InputError(f"unknown pancreatic lesion sub-type {subtype!r}; choose one of: none, "
                          f"{', '.join(PANCREAS_LESION_SUBTYPES)}")
     if not 0.0 <= float(difficulty) <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+        raise InputError(f"difficulty must be in [0, 1], got {difficulty}")
 
 
 def _looks_at(pancreas_hu: float, difficulty: float) -> Dict[str, _Look]:

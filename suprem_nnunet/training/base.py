@@ -32,6 +32,7 @@ from .seeded_loader import seeded_augmenters
 from .sided import SidedMirroringMixin
 from ..preprocessing.plans_manager import as_suprem
 from .lr_schedule import WarmupCosineLRScheduler
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
         """The partial-label loss (`marginal`, or `naive` for comparison) and how training cases are
         drawn (`case`: nnU-Net's uniform draw, `source`, `class`; see sampling.py)."""
         if loss not in PARTIAL_LOSSES:
-            raise ValueError(f"unknown --partial-loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
+            raise InputError(f"unknown --partial-loss {loss!r}; choose one of {', '.join(PARTIAL_LOSSES)}")
         self.partial_loss_mode, self.sample_by = loss, check_sample_by(sample_by)
 
     # ------------------------------------------------------------------ DDP
@@ -155,7 +156,7 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
             self.save_every = int(budget.save_every)
         if budget.optimizer is not None:
             if budget.optimizer not in OPTIMIZERS:
-                raise ValueError(f"unknown optimizer {budget.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+                raise InputError(f"unknown optimizer {budget.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
             if budget.optimizer == "adamw" and self.optimizer_name != "adamw":  # its own defaults, not SGD's
                 self.initial_lr, self.weight_decay = ADAMW_LR, ADAMW_WEIGHT_DECAY
             self.optimizer_name = budget.optimizer
@@ -164,10 +165,10 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
         if self.optimizer_name == "adamw":
             w = default_warmup_epochs(self.num_epochs) if budget.warmup_epochs is None else int(budget.warmup_epochs)
             if not 0 <= w <= self.num_epochs:
-                raise ValueError(f"--warmup-epochs {w} must be between 0 and the number of epochs ({self.num_epochs})")
+                raise InputError(f"--warmup-epochs {w} must be between 0 and the number of epochs ({self.num_epochs})")
             self.warmup_epochs = w
         elif budget.warmup_epochs:
-            raise ValueError("--warmup-epochs applies to --optimizer adamw (nnU-Net's SGD uses its poly schedule)")
+            raise InputError("--warmup-epochs applies to --optimizer adamw (nnU-Net's SGD uses its poly schedule)")
 
     @property
     def lr_schedule(self) -> str:
@@ -219,7 +220,7 @@ class SupremTrainer(SidedMirroringMixin, nnUNetTrainer):
         data = read_annotated_classes(pre, self.class_names, [*train_keys, *val_keys])
         if data is None:
             if (raw / ANNOTATED_FILE).is_file():
-                raise FileNotFoundError(f"{pre / ANNOTATED_FILE}: missing, but {raw / ANNOTATED_FILE} exists (partial "
+                raise MissingFileError(f"{pre / ANNOTATED_FILE}: missing, but {raw / ANNOTATED_FILE} exists (partial "
                                         "labels would be taken as full); rerun suprem_plan_and_preprocess to copy it")
             self.annotated_channels = {}
             self.print_to_log_file(f"annotated classes: no {ANNOTATED_FILE} in {pre} or {raw}; "

@@ -28,6 +28,7 @@ from typing import Iterator, Optional
 import torch
 from torch import distributed as dist
 from torch import nn
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def backend_for(device: torch.device) -> str:
         return "nccl"
     if device.type == "cpu":
         return "gloo"
-    raise ValueError(f"multi-process (DDP) training runs on cuda (NCCL) or cpu (gloo), not on {device.type}")
+    raise InputError(f"multi-process (DDP) training runs on cuda (NCCL) or cpu (gloo), not on {device.type}")
 
 
 def rank_device(device: torch.device) -> torch.device:
@@ -102,7 +103,7 @@ def check_world_size(plans_file: Path, configuration: str, configuration_plans: 
         return
     batch = configuration_plans.get("batch_size")
     how = (f"torchrun started {world} processes" if world > 1 else "this is a single process (no torchrun)")
-    raise ValueError(f"{plans_file}: configuration {configuration!r} was planned for {planned} GPU(s) "
+    raise InputError(f"{plans_file}: configuration {configuration!r} was planned for {planned} GPU(s) "
                      f"(global batch {batch}) but {how}; re-plan with suprem_plan_and_preprocess --num-gpus "
                      f"{world} (same other options)" + (f" or launch torchrun --nproc_per_node {planned}"
                                                          if planned > 1 else ""))

@@ -10,9 +10,9 @@ import copy
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,19 +21,21 @@ from .. import paths
 from ..dataset.raw import atomic_write_json, copy_annotated_classes, label_names
 from ..dataset.raw_checks import check_raw_dataset, read_dataset_json
 from ..locking import file_lock
+from ..models.resolve import resolve_model
 from ..networks.registry import get_backbone
 from ..planning.fingerprint import SupremFingerprintExtractor
 from ..planning.mirroring import DEFAULT_POLICY, mirroring_for_dataset
 from ..planning.planner import drop_unreadable_fingerprint, plans_for_num_gpus
+from ..zoo import resolve_pretrained
 from .base import SupremTrainer, TrainingBudget, unwrap
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
 from .run import build_trainer, train
-from ..zoo import read_index, resolve_pretrained
-from ..zoo.store import model_folder
 from ..planning.planner import plan_and_preprocess, plans_name_for, PlanningCaps
 from ..preprocessing.run import preprocess_dataset
+from ..configs import as_config
+from ..errors import InputError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class SupremFinetuneTrainer(SupremTrainer):
     def _load_pretrained(self) -> None:
         src = self.pretrained
         if src.backbone != self.backbone.name:
-            raise ValueError(f"{src.path}: weights of backbone {src.backbone!r}, but the plans build "
+            raise InputError(f"{src.path}: weights of backbone {src.backbone!r}, but the plans build "
                              f"{self.backbone.name!r}")
         if src.class_names is not None:
             rows = map_head(src.class_names, self.class_names)
@@ -129,7 +131,7 @@ def latest_pretraining(results_root: Optional[Path] = None) -> Path:
     found = [p for pat in ("checkpoint_final.pth", "checkpoint_latest.pth")
              for p in root.glob(f"*/SupremPretrainer__*/fold_*/{pat}")]
     if not found:
-        raise FileNotFoundError(f"no pre-training run under {root}; run suprem_train first or pass --pretrained CKPT")
+        raise MissingFileError(f"no pre-training run under {root}; run suprem_train first or pass --pretrained CKPT")
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
@@ -140,19 +142,10 @@ def load_pretrained(spec: Optional[str]) -> PretrainedSource:
 
     if spec in (None, "", "latest"):
         return PretrainedSource.from_trained(read_trained_model(latest_pretraining()))
-    p = Path(spec)
-    if p.is_dir():
-        return PretrainedSource.from_trained(read_trained_model(p))
-    if p.is_file():
-        try:
-            return PretrainedSource.from_trained(read_trained_model(p))
-        except ValueError as e:
-            if "not an nnU-Net" not in str(e):
-                raise
-            return PretrainedSource.from_weights(resolve_pretrained(p))
-    if spec in read_index()["models"]:
-        return PretrainedSource.from_trained(read_trained_model(model_folder(spec)))
-    return PretrainedSource.from_weights(resolve_pretrained(spec))
+    resolved = resolve_model(spec)
+    if resolved.is_ours:
+        return PretrainedSource.from_trained(read_trained_model(resolved.location))
+    return PretrainedSource.from_weights(resolve_pretrained(resolved.location))
 
 
 # ---------------------------------------------------------------------------- plans transfer
@@ -160,20 +153,20 @@ def check_compatibility(src: TrainedModel, target_json: dict, target: str, confi
     """Raise ValueError (one line) if the pre-trained model cannot be fine-tuned on the target."""
     build_trained_network(src)  # its weights fit the network its plans describe (not another architecture)
     if configuration not in src.plans["configurations"]:
-        raise ValueError(f"{src.path}: pre-trained plans have no configuration {configuration!r} "
+        raise InputError(f"{src.path}: pre-trained plans have no configuration {configuration!r} "
                          f"(have: {', '.join(src.plans['configurations'])})")
     sc, tc = src.dataset_json["channel_names"], target_json["channel_names"]
     if len(sc) != len(tc):
-        raise ValueError(f"{target}: {len(tc)} input channel(s) but the pre-trained model takes {len(sc)}")
+        raise InputError(f"{target}: {len(tc)} input channel(s) but the pre-trained model takes {len(sc)}")
     schemes = src.plans["configurations"][configuration].get("normalization_schemes") or []
     for i, (s, t) in enumerate(zip(sc.values(), tc.values())):
         if s.strip().lower() != t.strip().lower():
             kind = schemes[i] if i < len(schemes) else "?"
-            raise ValueError(f"{target}: channel {i} is {t!r} but the pre-trained model was trained on {s!r} "
+            raise InputError(f"{target}: channel {i} is {t!r} but the pre-trained model was trained on {s!r} "
                              f"({kind}); modalities must match")
     get_backbone(src.backbone)  # raises for an unknown backbone
     if not any(k.startswith(h) for k in src.state_dict for h in get_backbone(src.backbone).head_keys):
-        raise ValueError(f"{src.path}: no tensor of the {src.backbone} head "
+        raise InputError(f"{src.path}: no tensor of the {src.backbone} head "
                          f"({', '.join(get_backbone(src.backbone).head_keys)}) in the checkpoint")
 
 
@@ -238,7 +231,7 @@ def plan_released_target(src: PretrainedSource, target_json: dict, target: str, 
     released weights were trained with) and the weights' own width; returns the plans name."""
     channels = [c.strip().lower() for c in target_json["channel_names"].values()]
     if channels != ["ct"]:
-        raise ValueError(f"{target}: channels {list(target_json['channel_names'].values())} but {src.path} "
+        raise InputError(f"{target}: channels {list(target_json['channel_names'].values())} but {src.path} "
                          "was trained on one CT channel; modalities must match")
 
     caps = PlanningCaps(max_patch=tuple(max_patch) if max_patch else None)
@@ -260,45 +253,70 @@ def few_shot_split(case_ids: Sequence[str], n: Optional[int], seed: int = 0) -> 
     if n is None or n >= len(ids):
         return ids, ids
     if n < 1:
-        raise ValueError("--num-train-cases must be at least 1")
+        raise InputError("--num-train-cases must be at least 1")
     rng = np.random.default_rng(seed)
     train_ids = sorted(rng.choice(ids, size=n, replace=False).tolist())
     rest = [i for i in ids if i not in train_ids]
     return train_ids, rest
 
 
-def finetune(target: str, pretrained: Optional[str] = None, configuration: str = "3d_fullres",
-             from_scratch: bool = False, num_train_cases: Optional[int] = None, seed: int = 0,
-             budget: TrainingBudget = TrainingBudget(), device: torch.device = torch.device("cpu"),
-             freeze_encoder_epochs: int = 0, num_processes: int = 2, resume: bool = True,
-             verify: bool = True, max_patch: Optional[Sequence[int]] = None, validate: bool = False,
-             deterministic: bool = False) -> Path:
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning (or from-scratch) run; the defaults are `suprem_finetune`'s.
+
+    target: the target dataset's full name. pretrained: None / 'latest' (the most recent
+    pre-training run), a checkpoint file or model folder, or a zoo name. num_train_cases: seeded
+    few-shot subset (None: every case). max_patch: cap of the preset's patch for released weights.
+    The rest as in `PretrainConfig`.
+    """
+
+    target: str
+    pretrained: Optional[str] = None
+    configuration: str = "3d_fullres"
+    from_scratch: bool = False
+    num_train_cases: Optional[int] = None
+    seed: int = 0
+    budget: TrainingBudget = field(default_factory=TrainingBudget)
+    device: torch.device = torch.device("cpu")
+    freeze_encoder_epochs: int = 0
+    num_processes: int = 2
+    resume: bool = True
+    verify: bool = True
+    max_patch: Optional[Sequence[int]] = None
+    validate: bool = False
+    deterministic: bool = False
+
+
+def finetune(config: Union[FinetuneConfig, str], *args, **kwargs) -> Path:
     """Fine-tune (or, with from_scratch, train the baseline) on `target`; returns the fold folder.
     `seed` draws the few-shot subset and seeds the run (weights of new channels, patches,
     augmentation; see run.train). `validate`: nnU-Net's full validation of the held-out cases
-    afterwards (`validation/summary.json`)."""
-    src = load_pretrained(pretrained)
-    target_json = read_dataset_json(paths.raw_root() / target / "dataset.json")  # one line naming a broken file
+    afterwards (`validation/summary.json`). Takes a FinetuneConfig, or its fields as arguments
+    (`finetune(target, pretrained=..., ...)`)."""
+    cfg = as_config(FinetuneConfig, config, args, kwargs)
+    src = load_pretrained(cfg.pretrained)
+    target_json = read_dataset_json(paths.raw_root() / cfg.target / "dataset.json")  # one line naming a bad file
     label_names(target_json)  # validates the target's labels
     if src.model is not None:
-        check_compatibility(src.model, target_json, target, configuration)
-        plans, plans_name = transfer_plans(src.model, target, launched_world_size())
+        check_compatibility(src.model, target_json, cfg.target, cfg.configuration)
+        plans, plans_name = transfer_plans(src.model, cfg.target, launched_world_size())
         with rank_zero_first():  # under torchrun rank 0 preprocesses, the others then find it done
-            prepare_target(target, plans, configuration, num_processes, verify)
+            prepare_target(cfg.target, plans, cfg.configuration, cfg.num_processes, cfg.verify)
     else:
         with rank_zero_first():
-            plans_name = plan_released_target(src, target_json, target, configuration, num_processes,
-                                              verify, max_patch)
-    cls = SupremScratchTrainer if from_scratch else SupremFinetuneTrainer
+            plans_name = plan_released_target(src, target_json, cfg.target, cfg.configuration, cfg.num_processes,
+                                              cfg.verify, cfg.max_patch)
+    cls = SupremScratchTrainer if cfg.from_scratch else SupremFinetuneTrainer
     # the plans this run made (another process may rewrite the file's pretrain block meanwhile)
-    trainer = build_trainer(cls, target, plans_name, configuration, "all", device,
+    trainer = build_trainer(cls, cfg.target, plans_name, cfg.configuration, "all", cfg.device,
                             plans if src.model is not None else None)
     all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
-    trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, num_train_cases, seed)
-    trainer.freeze_encoder_epochs = int(freeze_encoder_epochs)
-    trainer.pretrained = None if from_scratch else src
-    log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
+    trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, cfg.num_train_cases, cfg.seed)
+    trainer.freeze_encoder_epochs = int(cfg.freeze_encoder_epochs)
+    trainer.pretrained = None if cfg.from_scratch else src
+    log.info("%s on %s: %d training cases (%s)", cls.__name__, cfg.target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
-    return train(trainer, budget, resume=resume, validate=validate, seed=seed, deterministic=deterministic,
-                 role="scratch" if from_scratch else "finetune", pretrained=src.path,
-                 train_cases=trainer.train_cases, freeze_encoder_epochs=freeze_encoder_epochs)
+    return train(trainer, cfg.budget, resume=cfg.resume, validate=cfg.validate, seed=cfg.seed,
+                 deterministic=cfg.deterministic,
+                 role="scratch" if cfg.from_scratch else "finetune", pretrained=src.path,
+                 train_cases=trainer.train_cases, freeze_encoder_epochs=cfg.freeze_encoder_epochs)

@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from ..labels import canonical
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,10 @@ def transfer_weights(source: Mapping[str, torch.Tensor], target: Mapping[str, to
                 stats["head_channels_fresh"] = int(fresh.shape[0])
                 continue
             if key not in src:
-                raise ValueError(f"pre-trained weights have no head tensor {key!r}")
+                raise InputError(f"pre-trained weights have no head tensor {key!r}")
             s = src[key]
             if s.shape[0] != num_source_channels or s.shape[1:] != fresh.shape[1:]:
-                raise ValueError(f"head tensor {key!r}: pre-trained shape {tuple(s.shape)} does not fit "
+                raise InputError(f"head tensor {key!r}: pre-trained shape {tuple(s.shape)} does not fit "
                                  f"target {tuple(fresh.shape)} with {num_source_channels} source channels")
             new = fresh.clone()
             for r in rows:
@@ -88,14 +89,14 @@ def transfer_weights(source: Mapping[str, torch.Tensor], target: Mapping[str, to
             out[key] = new
             continue
         if key not in src:
-            raise ValueError(f"pre-trained weights lack {key!r}: the network architectures differ")
+            raise InputError(f"pre-trained weights lack {key!r}: the network architectures differ")
         if tuple(src[key].shape) != tuple(fresh.shape):
-            raise ValueError(f"{key!r}: pre-trained shape {tuple(src[key].shape)} != target {tuple(fresh.shape)}: "
+            raise InputError(f"{key!r}: pre-trained shape {tuple(src[key].shape)} != target {tuple(fresh.shape)}: "
                              "the network architectures differ")
         out[key] = src[key].to(fresh.dtype)
         stats["body_copied"] += 1
     if stats["head_tensors"] == 0:
-        raise ValueError(f"no head tensor matches the head keys {list(head_keys)}")
+        raise InputError(f"no head tensor matches the head keys {list(head_keys)}")
     if rows is not None:
         stats["head_channels_copied"] = sum(r.source_channel is not None for r in rows)
         stats["head_channels_fresh"] = sum(r.source_channel is None for r in rows)

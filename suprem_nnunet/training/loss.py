@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 from .ddp import gathered_sum
+from ..errors import InputError
 
 
 class PartialLabelDiceCELoss(nn.Module):
@@ -84,7 +85,7 @@ class PartialLabelDiceCELoss(nn.Module):
             return torch.ones((b, c), dtype=torch.bool, device=device)
         ann = self.annotated.to(device=device, dtype=torch.bool)
         if ann.shape != (b, c):
-            raise ValueError(f"annotated mask has shape {tuple(ann.shape)}, expected {(b, c)}")
+            raise InputError(f"annotated mask has shape {tuple(ann.shape)}, expected {(b, c)}")
         ann = ann.clone()
         ann[:, 0] = True
         return ann

@@ -17,6 +17,8 @@ from .resume import RESUME_NAMES, read_resume_checkpoint, remove_temp_checkpoint
 from ..dataset.raw import read_json
 from ..dataset.raw_checks import read_dataset_json
 
+from ..errors import EnvironmentProblem, InputError, MissingFileError
+
 log = logging.getLogger(__name__)
 
 FINAL = "checkpoint_final.pth"
@@ -27,9 +29,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, mps or auto")
+        raise InputError(f"unknown device {name!r}; use cpu, cuda, mps or auto")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU (use --device cpu)")
+        raise EnvironmentProblem("--device cuda was asked for but torch sees no CUDA GPU (use --device cpu)")
     return torch.device(name)
 
 
@@ -39,7 +41,7 @@ def load_preprocessed_plans(dataset: str, plans_name: str) -> tuple:
     if not plans_file.is_file():
         avail = sorted(p.stem for p in folder.glob("*.json") if p.stem not in ("dataset", "dataset_fingerprint",
                                                                              "splits_final"))
-        raise FileNotFoundError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first"
+        raise MissingFileError(f"{plans_file}: no such plans; run suprem_plan_and_preprocess first"
                                 f" (plans there: {', '.join(avail) or 'none'})")
 
     plans = read_json(plans_file)  # one-line errors naming a broken file
@@ -47,7 +49,7 @@ def load_preprocessed_plans(dataset: str, plans_name: str) -> tuple:
     try:
         get_backbone(backbone)
     except ValueError as e:  # before nnU-Net's trainer creates the output folder
-        raise ValueError(f"{plans_file}: {e}") from None
+        raise InputError(f"{plans_file}: {e}") from None
     return plans, read_dataset_json(ds_file)
 
 
@@ -74,7 +76,7 @@ def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: st
     file_plans, dataset_json = load_preprocessed_plans(dataset, plans_name)
     plans = dict(plans or file_plans)
     if configuration not in plans["configurations"]:
-        raise ValueError(f"configuration {configuration!r} not in plans {plans_name} "
+        raise InputError(f"configuration {configuration!r} not in plans {plans_name} "
                          f"(has: {', '.join(plans['configurations'])})")
     plans["continue_training"] = True
     return trainer_cls(plans=plans, configuration=configuration, fold=fold, dataset_json=dataset_json,

@@ -24,6 +24,7 @@ from collections import defaultdict
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+from ..errors import InputError
 
 SAMPLE_BY = ("case", "source", "class")
 
@@ -31,7 +32,7 @@ SAMPLE_BY = ("case", "source", "class")
 def check_sample_by(value: str) -> str:
     """`value` if it is a known sampling mode; ValueError naming the choices otherwise."""
     if value not in SAMPLE_BY:
-        raise ValueError(f"unknown --sample-by {value!r}; choose one of {', '.join(SAMPLE_BY)}")
+        raise InputError(f"unknown --sample-by {value!r}; choose one of {', '.join(SAMPLE_BY)}")
     return value
 
 
@@ -60,13 +61,13 @@ def case_probabilities(cases: Sequence[str], mode: str, sources: Optional[Mappin
     check_sample_by(mode)
     cases = [str(c) for c in cases]
     if not cases:
-        raise ValueError("no training cases to sample from")
+        raise InputError("no training cases to sample from")
     n = len(cases)
     if mode == "case" or (mode == "class" and not annotated):
         return np.full(n, 1.0 / n)
     if mode == "source":
         if sources is None:
-            raise ValueError("--sample-by source needs the source of every case")
+            raise InputError("--sample-by source needs the source of every case")
         src = [sources[c] for c in cases]
         size = defaultdict(int)
         for s in src:
@@ -74,13 +75,13 @@ def case_probabilities(cases: Sequence[str], mode: str, sources: Optional[Mappin
         return np.array([1.0 / (len(size) * size[s]) for s in src])
     missing = [c for c in cases if c not in annotated]
     if missing:
-        raise ValueError(f"--sample-by class: no annotated classes for case {missing[0]}")
+        raise InputError(f"--sample-by class: no annotated classes for case {missing[0]}")
     holders: Dict = defaultdict(list)
     for i, c in enumerate(cases):
         for k in set(annotated[c]):
             holders[k].append(i)
     if not holders:
-        raise ValueError("--sample-by class: no training case annotates any class")
+        raise InputError("--sample-by class: no training case annotates any class")
     p = np.zeros(n)
     for idx in holders.values():
         p[idx] += 1.0 / (len(holders) * len(idx))

@@ -27,6 +27,7 @@ from ..labels.table import canonical
 from ..planning.mirroring import MirroringPlan, decide, is_region_based, mirroring_for_dataset, recorded
 from ..dataset.raw import label_names
 from .. import paths
+from ..errors import InputError
 
 #: largest rotation (radians) left to augmentation when classes are sided: 30 degrees, nnU-Net's 3D range
 MAX_SIDED_ROTATION = 30.0 / 360 * 2 * np.pi
@@ -124,7 +125,7 @@ class SidedMirroringMixin:
             return plan
         names = label_names(self.dataset_json)
         if plan.class_names and plan.class_names != [canonical(n) for n in names]:
-            raise ValueError(f"plans {self.plans_manager.plans_name}: suprem.mirroring was decided for classes "
+            raise InputError(f"plans {self.plans_manager.plans_name}: suprem.mirroring was decided for classes "
                              f"{plan.class_names}, but the dataset has {names}; plan the dataset again")
         annotated = {k: [names[c - 1] for c in v] for k, v in getattr(self, "annotated_channels", {}).items()}
         if plan.policy == "swap" and annotated:

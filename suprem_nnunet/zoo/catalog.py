@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..labels import canonical
+from ..errors import InputError
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 
@@ -79,7 +80,7 @@ def get_entry(name: str) -> CatalogEntry:
     try:
         return catalog()[name]
     except KeyError:
-        raise ValueError(f"unknown zoo checkpoint {name!r}; known: {', '.join(catalog())}") from None
+        raise InputError(f"unknown zoo checkpoint {name!r}; known: {', '.join(catalog())}") from None
 
 
 def entry_for_file(file_name: str) -> Optional[CatalogEntry]:

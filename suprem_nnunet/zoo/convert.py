@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from ..networks.checkpoint import CheckpointError, StateDict
+
+from ..errors import InputError
 log = logging.getLogger(__name__)
 
 UNIVERSAL_HEAD_PREFIXES = ("organ_embedding", "precls_conv.", "GAP.", "controller.", "text_to_vision.")
@@ -53,7 +55,7 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
         return "swin_ssl"
     if any(k.startswith("swinViT.") for k in keys):
         return "ours"
-    raise ValueError(f"unknown checkpoint layout (first keys: {keys[:3]})")
+    raise InputError(f"unknown checkpoint layout (first keys: {keys[:3]})")
 
 
 def universal_backbone_name(sd: Mapping[str, torch.Tensor]) -> str:
@@ -63,7 +65,7 @@ def universal_backbone_name(sd: Mapping[str, torch.Tensor]) -> str:
         return "unet"
     if any(k.startswith("backbone.swinViT.") for k in keys):
         return "swinunetr"
-    raise ValueError("universal checkpoint with an unknown backbone (neither U-Net nor Swin keys)")
+    raise InputError("universal checkpoint with an unknown backbone (neither U-Net nor Swin keys)")
 
 
 def _swin_ssl_key(k: str) -> Optional[str]:
@@ -87,7 +89,7 @@ def to_adapter_keys(sd: Mapping[str, torch.Tensor], layout: str) -> Tuple[StateD
             if nk is not None:
                 out[nk] = v
         return out, {}
-    raise ValueError(f"no converter for layout {layout!r}")
+    raise InputError(f"no converter for layout {layout!r}")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Dict, Union
 import torch
 from ..networks import network_class
 from ..networks.universal import UniversalModel
+from ..errors import InputError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64, "float64": torch.float64}
 
@@ -23,9 +24,9 @@ def read_layout(path: Union[str, Path]) -> Dict:
     try:
         layout = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{p}: cannot read layout file ({e})") from None
+        raise InputError(f"{p}: cannot read layout file ({e})") from None
     if "net_keys" not in layout:
-        raise ValueError(f"{p}: not a checkpoint layout file (no net_keys)")
+        raise InputError(f"{p}: not a checkpoint layout file (no net_keys)")
     return layout
 
 
@@ -36,7 +37,7 @@ def synthetic_state_dict(path: Union[str, Path], seed: int = 0) -> "OrderedDict[
     for item in read_layout(path)["net_keys"]:
         dtype = _DTYPES.get(item["dtype"])
         if dtype is None:
-            raise ValueError(f"{path}: unsupported dtype {item['dtype']!r} for {item['name']}")
+            raise InputError(f"{path}: unsupported dtype {item['dtype']!r} for {item['name']}")
         shape = tuple(item["shape"])
         out[item["name"]] = (torch.randn(shape, generator=g, dtype=dtype) * 0.05 if dtype.is_floating_point
                              else torch.zeros(shape, dtype=dtype))
@@ -62,7 +63,7 @@ def release_like_checkpoint(backbone: str = "unet", num_classes: int = 32, seed:
     defaults = {"unet": {"base_features": 8}, "segresnet": {"init_filters": 8},
                 "swinunetr": {"feature_size": 48}}
     if backbone not in defaults:
-        raise ValueError(f"no release layout for backbone {backbone!r}")
+        raise InputError(f"no release layout for backbone {backbone!r}")
     kw = {**defaults[backbone], **arch_kwargs}
     if backbone == "segresnet":
         net = network_class(backbone)(input_channels=1, num_classes=num_classes, **kw)

@@ -27,6 +27,7 @@ from ..dataset.raw import atomic_write_bytes
 from ..labels import BY_NAME, atlas_id
 from ..planning.presets import load_preset
 from .release import load_released
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -43,7 +44,7 @@ def preprocess_ct(image: sitk.Image, preset: Optional[Dict] = None) -> Tuple[np.
     """
     preset = preset or SUPREM_PREPROCESSING
     if image.GetDimension() != 3:
-        raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")
+        raise InputError(f"expected a 3D image, got {image.GetDimension()}D")
     ras = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), preset.get("orientation", "RAS"))
     new_spacing = [float(s) for s in preset["spacing"]]
     size = [max(1, int(round(n * s / t))) for n, s, t in zip(ras.GetSize(), ras.GetSpacing(), new_spacing)]
@@ -92,7 +93,7 @@ def predict_masks(model: nn.Module, volume: np.ndarray, class_names: Sequence[st
         logits = sliding_window_inference(x, tuple(int(r) for r in roi_size), sw_batch_size, model,
                                           overlap=overlap, mode=mode)
     if logits.shape[1] != len(class_names):
-        raise ValueError(f"model gives {logits.shape[1]} channels but {len(class_names)} class names")
+        raise InputError(f"model gives {logits.shape[1]} channels but {len(class_names)} class names")
     masks = (torch.sigmoid(logits[0].float()) > threshold).cpu().numpy()
     if keep_largest:
         for k, name in enumerate(class_names):
@@ -144,12 +145,12 @@ def predict_released(model: Union[nn.Module, PathLike], input_file: PathLike, ou
     di = preset.get("direct_inference", {})
     names = list(class_names or getattr(model, "class_names", []) or [])
     if not names:
-        raise ValueError("class names unknown: pass class_names or use a model from load_released")
+        raise InputError("class names unknown: pass class_names or use a model from load_released")
     src = Path(input_file)
     try:
         image = sitk.ReadImage(str(src))
     except RuntimeError as e:
-        raise ValueError(f"{src}: cannot read image ({str(e).strip().splitlines()[-1]})") from None
+        raise InputError(f"{src}: cannot read image ({str(e).strip().splitlines()[-1]})") from None
     volume, grid = preprocess_ct(image, preset)
     model = model.to(device).eval()
     overlap = di.get("overlap", 0.75) if overlap is None else overlap

@@ -2,7 +2,6 @@
 (`resolve_pretrained`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -13,12 +12,13 @@ from ..labels import canonical
 from ..networks import get_backbone, network_class
 from .catalog import CatalogEntry, catalog, entry_for_file
 from ..networks.checkpoint import CheckpointError, StateDict, load_state_dict_file
-from .convert import LoadReport, detect_layout, load_matching, match_state_dict, to_adapter_keys
+from .convert import detect_layout, load_matching, match_state_dict, to_adapter_keys
 from .archive import pretrained_from_model
 from .store import ZooError, checkpoint_path, read_index
 from .weights import PretrainedWeights
 from .catalog import _raw
 from ..networks.universal import UniversalModel
+from ..errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -71,7 +71,7 @@ def _backbone_of(sd: StateDict) -> str:
     for prefix, name in (("down_tr64.", "unet"), ("swinViT.", "swinunetr"), ("convInit.", "segresnet")):
         if any(k.startswith(prefix) for k in keys):
             return name
-    raise ValueError("cannot tell which backbone this state dict belongs to")
+    raise InputError("cannot tell which backbone this state dict belongs to")
 
 
 def _input_channels(backbone: str, sd: StateDict) -> int:

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 from .catalog import entry_for_file, get_entry, catalog
+from ..errors import InputError
 
 PathLike = Union[str, Path]
 
 
-class ZooError(ValueError):
+class ZooError(InputError):
     """A zoo operation that cannot proceed; one-line message naming the file or entry."""
 
 
