@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..dataset.raw import atomic_write_json, label_names
+from ..sharding import check_part, take_part
 from ..training.checkpoint import TrainedModel, build_trained_network, read_trained_model
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
@@ -133,13 +134,31 @@ def split_bad_cases(cases: Dict[str, List[str]], skip_bad: bool) -> Dict[str, st
     return bad
 
 
-def write_skipped(out: Path, skipped: Dict[str, str], skip_bad: bool) -> None:
-    """`skipped.json` ({case: problem}) in the output folder of a `--skip-bad` run."""
+def write_skipped(out: Path, skipped: Dict[str, str], skip_bad: bool, num_parts: int = 1,
+                  part_id: int = 0) -> None:
+    """`skipped.json` ({case: problem}) in the output folder of a `--skip-bad` run (one file per part
+    of a sharded run: `skipped_file_name`)."""
     if skip_bad:
-        atomic_write_json(out / SKIPPED_FILE, skipped)
+        atomic_write_json(out / skipped_file_name(num_parts, part_id), skipped)
 
 
 SKIPPED_FILE = "skipped.json"
+
+
+def skipped_file_name(num_parts: int = 1, part_id: int = 0) -> str:
+    """`skipped.json`; part K of N (N > 1) writes `skipped.part<K>of<N>.json`, parts sharing one output folder."""
+    return SKIPPED_FILE if num_parts == 1 else f"skipped.part{part_id}of{num_parts}.json"
+
+
+def select_part(cases: Dict[str, List[str]], num_parts: int, part_id: int) -> Dict[str, List[str]]:
+    """The cases of part `part_id` of `num_parts`: every `num_parts`-th of the sorted case names from
+    `part_id` on (nnU-Net's `predict_from_files(num_parts, part_id)`), before any file is checked, so
+    every machine draws the same split from the same folder."""
+    if num_parts == 1:
+        return cases
+    mine = take_part(cases, num_parts, part_id)
+    log.info("part %d of %d: %d of %d case(s)", part_id, num_parts, len(mine), len(cases))
+    return {c: cases[c] for c in mine}
 
 
 def remove_stale_temp(out: Path) -> None:
@@ -229,7 +248,7 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
             per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
             statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
             series_uid: Optional[str] = None, fast_data_path: bool = True, skip_bad: bool = False,
-            bf16: bool = False, output_type: str = "nifti") -> List[Path]:
+            bf16: bool = False, output_type: str = "nifti", num_parts: int = 1, part_id: int = 0) -> List[Path]:
     """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written label maps.
 
     Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU. `roi_subset`: only
@@ -240,12 +259,15 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     `<case>.npz` probabilities (format in `inference.outputs`). `classes.json`/`.csv` give the ids.
     `bf16`: on CPU, the network in bfloat16 (faster on CPUs with native bf16; labels may differ at
     class borders). `output_type`: "nifti", "dicom-seg" (`<case>.dcm`, DICOM series input only; see
-    `inference.dicom_seg`) or "both".
+    `inference.dicom_seg`) or "both". `num_parts`/`part_id`: only part `part_id` (0-based) of the
+    sorted cases (`select_part`), so that N processes or machines share one input folder; each writes
+    only its own cases (the class tables, the same for every part, are written by each).
     """
     from tqdm import tqdm
 
     from .dicom_seg import case_outputs, seg_source
 
+    check_part(num_parts, part_id)
     seg_src = seg_source(inputs, output_type)
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
     names = label_names(m.dataset_json)
@@ -262,7 +284,8 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     written = []
     try:  # everything goes to a temp folder first: no half-written file under a final name
         tmp.mkdir(exist_ok=True)
-        cases = resolve_inputs(inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", series_uid)
+        cases = select_part(resolve_inputs(inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", series_uid),
+                            num_parts, part_id)
         skipped = split_bad_cases(cases, skip_bad)
         predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path, bf16)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
@@ -280,7 +303,7 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_class_table(out, kept)
-    write_skipped(out, skipped, skip_bad)
+    write_skipped(out, skipped, skip_bad, num_parts, part_id)
     atomic_write_json(out / "dataset.json", {"labels": {"background": 0, **kept}, "file_ending": ending,
                                              "model": str(m.path)})
     log.info("wrote %d prediction(s) to %s", len(written), out)
@@ -357,11 +380,12 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
                          per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
                          statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
                          series_uid: Optional[str] = None, skip_bad: bool = False,
-                         output_type: str = "nifti") -> List[Path]:
+                         output_type: str = "nifti", num_parts: int = 1, part_id: int = 0) -> List[Path]:
     """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case.
 
     Same outputs and options as `predict`; `fast` lowers the window overlap from the protocol's 0.75
     to 0.25. Probabilities are not available (released heads give one sigmoid per class)."""
+    check_part(num_parts, part_id)
     from tqdm import tqdm
 
     from ..zoo import load_released, predict_released
@@ -378,7 +402,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
     written, kept = [], {}
     try:
         tmp.mkdir(exist_ok=True)
-        cases = resolve_inputs(inputs, 1, tmp / "inputs", series_uid)
+        cases = select_part(resolve_inputs(inputs, 1, tmp / "inputs", series_uid), num_parts, part_id)
         skipped = split_bad_cases(cases, skip_bad)
         model = load_released(name, map_location=device)
         names = list(getattr(model, "class_names", []) or [])
@@ -398,7 +422,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
         shutil.rmtree(tmp, ignore_errors=True)
     if kept:
         write_class_table(out, kept)
-    write_skipped(out, skipped, skip_bad)
+    write_skipped(out, skipped, skip_bad, num_parts, part_id)
     return written
 
 
