@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .. import paths
 from ..dataset.raw import atomic_write_json
+from ..locking import file_lock
 from .data import DatasetInfo, dataset_digest
 from .protocol import Pretraining, Scale
 
@@ -145,19 +146,32 @@ def pretraining_key(ctx: Context, pre: Pretraining, num_cases: Optional[int]) ->
 
 def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) -> Tuple[str, Dict]:
     """(what finetune()/predict() take: checkpoint path or zoo name, {seconds, cases}) for pre-training
-    `key`; pre-trains on first use and caches the result under <root>/pretrain/ for every protocol."""
+    `key`; pre-trains on first use and caches the result under <root>/pretrain/ for every protocol.
+    Processes that need the same pre-training (the shards of a sweep) take turns through a lock on
+    its folder: the first makes it, the others wait and then read it."""
     pre = ctx.scale.pretraining(key)
     if pre.zoo is not None:
         return pre.zoo, {"zoo": pre.zoo, "seconds": None, "cases": None}
     folder = ctx.cache / pretraining_key(ctx, pre, num_cases)
-    done = folder / "pretraining.json"
-    if done.is_file():
-        try:
-            info = json.loads(done.read_text())
-            if Path(info["checkpoint"]).is_file():
-                return info["checkpoint"], info
-        except (json.JSONDecodeError, KeyError) as e:
-            log.warning("%s: unreadable (%s); pre-training again", done, e)
+    with file_lock(folder):
+        done = folder / "pretraining.json"
+        if done.is_file():
+            try:
+                info = json.loads(done.read_text())
+                if Path(info["checkpoint"]).is_file():
+                    return info["checkpoint"], info
+            except (json.JSONDecodeError, KeyError) as e:
+                log.warning("%s: unreadable (%s); pre-training again", done, e)
+        info = pretrain(ctx, pre, folder, num_cases)
+        atomic_write_json(done, info)
+    log.info("pre-training %s (%d cases) done in %.0f s", folder.name, info["cases"], info["seconds"])
+    return info["checkpoint"], info
+
+
+def pretrain(ctx: Context, pre: Pretraining, folder: Path, num_cases: Optional[int] = None) -> Dict:
+    """Pre-train `pre` into `folder/model`; returns {checkpoint, seconds, cases, dataset}. The dataset's
+    planning and preprocessing is guarded by a lock on its preprocessed folder (pre-trainings of one
+    dataset on several subsets share it)."""
     from ..planning.planner import plan_and_preprocess, plans_name_for
     from ..training.run import build_trainer, train
 
@@ -165,8 +179,9 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
     n = num_cases if num_cases is not None else pre.num_cases
     shutil.rmtree(folder / "model", ignore_errors=True)
     t = time.time()
-    plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
-                        num_processes=2, verify=False)
+    with file_lock(paths.preprocessed_root() / info_ds.name):
+        plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
+                            num_processes=2, verify=False)
     with results_folder(folder / "model"):
         from ..training.run import resolve_device
 
@@ -177,11 +192,8 @@ def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) 
             trainer.train_cases = cases[:n]
         model_dir = train(trainer, pre.budget.training_budget(), resume=False, seed=ctx.seed, role="pretrain",
                           pretrain_cases=len(trainer.train_cases or cases))
-    info = {"checkpoint": str(model_dir / "checkpoint_final.pth"), "seconds": round(time.time() - t, 1),
+    return {"checkpoint": str(model_dir / "checkpoint_final.pth"), "seconds": round(time.time() - t, 1),
             "cases": len(trainer.train_cases or cases), "dataset": info_ds.name}
-    atomic_write_json(done, info)
-    log.info("pre-training %s (%d cases) done in %.0f s", folder.name, info["cases"], info["seconds"])
-    return info["checkpoint"], info
 
 
 # ---------------------------------------------------------------------------- one run
