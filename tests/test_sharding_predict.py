@@ -62,11 +62,11 @@ def test_parts_are_disjoint_cover_everything_and_follow_nnunet():
 def test_two_parts_run_concurrently_equal_one_unsharded_run(setup, tmp_path):
     root = setup
     env = _env(root)
-    whole = subprocess.run(_cmd(root, tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=300)
-    assert whole.returncode == 0, whole.stderr[-2000:]
     procs = [subprocess.Popen(_cmd(root, tmp_path / "parts", "--num-parts", "2", "--part-id", str(k)), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(2)]
+    whole = subprocess.run(_cmd(root, tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=300)
     outs = [p.communicate(timeout=300) for p in procs]
+    assert whole.returncode == 0, whole.stderr[-2000:]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
     # each part printed its own cases only
     printed = [sorted(Path(line).name for line in o.splitlines() if line.endswith(".nii.gz")) for o, _ in outs]
