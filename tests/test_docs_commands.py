@@ -1,7 +1,8 @@
 """Every command shown in README.md and docs/**/*.md parses with its command's own argparse parser.
 
 A command is a line of a ```bash (or sh, shell, or unlabelled) fence, joined with its `\\`
-continuation lines, cut at `&&`, `||`, `|` and `;` and stripped of redirections, whose first word (after `VAR=value` assignments) is one of the
+continuation lines, cut at `&&`, `||`, `|` and `;` and stripped of redirections, with each shell
+variable (`$NODE_RANK`, `"${SLURM_ARRAY_TASK_ID}"`) read as `1` (a job array's index parses as a number), whose first word (after `VAR=value` assignments) is one of the
 console scripts of setup.py's COMMANDS (also as `.venv/bin/<script>`), or any line holding
 `-m suprem_nnunet.<module>` / `-m dataset_conversion.<module>` (`python -m …`, `torchrun … -m …`):
 then the words after the module are checked. A segment holding `$(` is skipped. The parser is the
@@ -39,6 +40,7 @@ SEPARATORS = re.compile(r"&&|\|\||\||;")
 MODULE = re.compile(r"^(suprem_nnunet|dataset_conversion)(\.\w+)*$")
 REDIRECT = re.compile(r"^\d*(>>?|<)(&\d+)?$")  # `>`, `2>&1`, ...: a bare operator (a file follows unless &N)
 REDIRECT_TO = re.compile(r"^\d*(>>?|<)\S+$")  # `>log`, `2>/dev/null`
+VARIABLE = re.compile(r"\$(\{[A-Za-z_]\w*\}|[A-Za-z_]\w*)")  # `$NAME`, `${NAME}`
 SHELL_FENCES = ("bash", "sh", "shell", "")
 
 
@@ -84,7 +86,7 @@ def commands(line: str) -> Iterator[Tuple[str, List[str]]]:
     for segment in SEPARATORS.split(line):
         if "$(" in segment:
             continue
-        words = _without_redirections(shlex.split(segment, comments=True))
+        words = _without_redirections(shlex.split(VARIABLE.sub("1", segment), comments=True))
         while words and re.match(r"^[A-Za-z_]\w*=", words[0]):
             words = words[1:]
         if not words:

@@ -19,7 +19,7 @@ PROJECT = ("suprem_nnunet", "dataset_conversion", "plans")
 #: lowest first; a package imports only from its own layer or lower ones
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("foundations", ("suprem_nnunet", "suprem_nnunet.labels", "suprem_nnunet.paths", "suprem_nnunet.networks",
-                     "suprem_nnunet.errors", "suprem_nnunet.configs", "suprem_nnunet.seeding", "suprem_nnunet.locking", "plans")),
+                     "suprem_nnunet.errors", "suprem_nnunet.configs", "suprem_nnunet.sharding", "suprem_nnunet.seeding", "suprem_nnunet.locking", "plans")),
     ("dataset", ("suprem_nnunet.dataset",)),
     ("data preparation", ("suprem_nnunet.preprocessing", "suprem_nnunet.synth", "dataset_conversion")),
     ("planning", ("suprem_nnunet.planning",)),

@@ -8,10 +8,11 @@ import os
 import re
 import sys
 import traceback
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .. import __version__, paths
 from ..errors import SupremError
+from ..sharding import parse_shard
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -99,6 +100,24 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def shard_spec(text: str) -> Tuple[int, int]:
+    """--shard: 'K/N' -> (K, N), shard K (from 0) of N."""
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def seed_int(text: str) -> int:

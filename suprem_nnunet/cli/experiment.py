@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 from .common import parser, positive_int, run, seed_int
 from ..errors import MissingFileError
+from .common import shard_spec
 
 
 def build_parser():
@@ -32,15 +33,24 @@ def build_parser():
     r.add_argument("--rerun-changed", action="store_true",
                    help="runs in --out made with other settings (device, seed, budget, data, weights, "
                         "versions) are run again and replaced; without it the command stops and names them")
+    r.add_argument("--shard", type=shard_spec, metavar="K/N",
+                   help="run only shard K (0 .. N-1) of N of the runs (e.g. one per node or array task, all with "
+                        "the same --out); no report: 'report' merges the shards once every one has finished")
     rep = sub.add_parser("report", help="regenerate report.md and figures from a results folder")
-    rep.add_argument("dir", help="a protocol results folder (<out>/<protocol>) or an experiments folder")
+    rep.add_argument("dir", help="a protocol results folder (<out>/<protocol>) or an experiments folder; the "
+                                 "shards of a sharded sweep are merged first (all of them must have finished)")
     sub.add_parser("list", help="list the shipped protocols")
     return p
 
 
+def _is_results(folder: Path) -> bool:
+    """A protocol results folder: its CSVs, or the shards of a sharded sweep."""
+    return (folder / "results.csv").is_file() or (folder / "shards").is_dir()
+
+
 def _main(args) -> int:
+    from ..experiments.api import report_folder
     from ..experiments.protocol import load_protocol, protocol_names
-    from ..experiments.report import write_report
 
     if args.command == "list":
         for name in protocol_names():
@@ -49,18 +59,23 @@ def _main(args) -> int:
         return 0
     if args.command == "report":
         d = Path(args.dir)
-        folders = [d] if (d / "results.csv").is_file() else sorted(f.parent for f in d.glob("*/results.csv"))
+        folders = [d] if _is_results(d) else sorted(f for f in d.iterdir() if _is_results(f)) if d.is_dir() else []
         if not folders:
-            raise MissingFileError(f"{d}: no results.csv here or in a sub-folder (run suprem_experiment run first)")
+            raise MissingFileError(f"{d}: no results.csv or shards/ here or in a sub-folder "
+                                   f"(run suprem_experiment run first)")
         for f in folders:
-            print(f"report: {write_report(f)}")
+            print(f"report: {report_folder(f)}")
         return 0
     from ..experiments.api import run_protocol
 
     names = protocol_names() if args.protocol == "all" else [args.protocol]
     for name in names:
         folder = run_protocol(name, args.scale, args.trials, args.out, args.device, seed=args.seed,
-                              rerun_changed=args.rerun_changed, jobs=args.jobs)
+                              rerun_changed=args.rerun_changed, jobs=args.jobs, shard=args.shard)
+        if args.shard:
+            print(f"shard {args.shard[0]}/{args.shard[1]} of {name} done: {folder} "
+                  f"(suprem_experiment report {folder} once every shard is)")
+            continue
         if len(names) == 1:
             print((folder / "report.md").read_text())
         print(f"report: {folder / 'report.md'}")

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 
 from .common import parser, run
 from ..errors import InputError
+from .common import non_negative_int, positive_int
 
 
 def class_list(text: str) -> List[str]:
@@ -52,21 +53,29 @@ def build_parser():
     p.add_argument("--bf16", action="store_true",
                    help="CPU: run the network in bfloat16 (about 2x faster on CPUs with AVX512-BF16/AMX; labels "
                         "may differ at class borders, see README)")
+    p.add_argument("--num-parts", type=positive_int, default=1,
+                   help="split the input cases into this many parts (with --part-id), e.g. one per node or "
+                        "array task, all writing into one output folder")
+    p.add_argument("--part-id", type=non_negative_int, default=0,
+                   help="which part (0 .. --num-parts - 1) this process predicts: every --num-parts-th of the "
+                        "sorted case names from this one on (nnU-Net's convention)")
     return p
 
 
 def _main(args) -> int:
     from ..inference.predict import PredictConfig, predict, predict_with_release
     from ..models.resolve import resolve_model
+    from ..sharding import check_part
     from ..training.run import resolve_device
 
     if not 0 < args.step_size <= 1:
         raise InputError(f"--step-size must be in (0, 1], got {args.step_size}")
+    check_part(args.num_parts, args.part_id)  # before the model is read or anything written
     resolved, device = resolve_model(args.model), str(resolve_device(args.device))
     model = resolved.location
     extra = dict(roi_subset=args.roi_subset, fast=args.fast, statistics=args.statistics, preview=args.preview,
                  save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad,
-                 output_type=args.output_type)
+                 output_type=args.output_type, num_parts=args.num_parts, part_id=args.part_id)
     if not resolved.is_ours:  # released checkpoint: the paper's direct-inference protocol
         written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
     else:
@@ -78,9 +87,10 @@ def _main(args) -> int:
     if args.skip_bad:
         from pathlib import Path
 
-        from ..inference.predict import SKIPPED_FILE
+        from ..inference.predict import skipped_file_name
 
-        for case, problem in json.loads((Path(args.output) / SKIPPED_FILE).read_text()).items():
+        skipped = Path(args.output) / skipped_file_name(args.num_parts, args.part_id)
+        for case, problem in json.loads(skipped.read_text()).items():
             print(f"skipped {case}: {problem}")
     return 0
 

@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .. import paths
 from ..dataset.raw import atomic_write_json
+from ..locking import file_lock
 from .data import DatasetInfo, dataset_digest
 from .protocol import Pretraining, Scale
 from ..planning.planner import PlanningCaps, plan_and_preprocess
@@ -136,37 +137,48 @@ def pretraining_key(ctx: Context, pre: Pretraining, num_cases: Optional[int]) ->
 
 def pretrained_weights(ctx: Context, key: str, num_cases: Optional[int] = None) -> Tuple[str, Dict]:
     """(what finetune()/predict() take: checkpoint path or zoo name, {seconds, cases}) for pre-training
-    `key`; pre-trains on first use and caches the result under <root>/pretrain/ for every protocol."""
+    `key`; pre-trains on first use and caches the result under <root>/pretrain/ for every protocol.
+    Processes that need the same pre-training (the shards of a sweep) take turns through a lock on
+    its folder: the first makes it, the others wait and then read it."""
     pre = ctx.scale.pretraining(key)
     if pre.zoo is not None:
         return pre.zoo, {"zoo": pre.zoo, "seconds": None, "cases": None}
     folder = ctx.cache / pretraining_key(ctx, pre, num_cases)
-    done = folder / "pretraining.json"
-    if done.is_file():
-        try:
-            info = json.loads(done.read_text())
-            if Path(info["checkpoint"]).is_file():
-                return info["checkpoint"], info
-        except (json.JSONDecodeError, KeyError) as e:
-            log.warning("%s: unreadable (%s); pre-training again", done, e)
+    with file_lock(folder):
+        done = folder / "pretraining.json"
+        if done.is_file():
+            try:
+                info = json.loads(done.read_text())
+                if Path(info["checkpoint"]).is_file():
+                    return info["checkpoint"], info
+            except (json.JSONDecodeError, KeyError) as e:
+                log.warning("%s: unreadable (%s); pre-training again", done, e)
+        info = make_pretraining(ctx, pre, folder, num_cases)
+        atomic_write_json(done, info)
+    log.info("pre-training %s (%d cases) done in %.0f s", folder.name, info["cases"], info["seconds"])
+    return info["checkpoint"], info
+
+
+def make_pretraining(ctx: Context, pre: Pretraining, folder: Path, num_cases: Optional[int] = None) -> Dict:
+    """Pre-train `pre` into `folder/model`; returns {checkpoint, seconds, cases, dataset}. The dataset's
+    planning and preprocessing is guarded by a lock on its preprocessed folder (pre-trainings of one
+    dataset on several subsets share it)."""
 
     info_ds = ctx.datasets[pre.dataset]
     n = num_cases if num_cases is not None else pre.num_cases
     shutil.rmtree(folder / "model", ignore_errors=True)
     t = time.time()
-    plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
-                        num_processes=2, verify=False)
+    with file_lock(paths.preprocessed_root() / info_ds.name):
+        plan_and_preprocess(info_ds.name, ctx.scale.backbone, (CONFIGURATION,), _planning_caps(ctx.scale),
+                            num_processes=2, verify=False)
     with results_folder(folder / "model"):
         model_dir = pretrain(PretrainConfig(
             info_ds.name, backbone=ctx.scale.backbone, configuration=CONFIGURATION, device=ctx.device,
             budget=pre.budget.training_budget(), resume=False, seed=ctx.seed, update_preprocessed=False,
             trainer_class=SubsetPretrainer, num_train_cases=n))
     cases = json.loads((model_dir / "run_info.json").read_text())["pretrain_cases"]
-    info = {"checkpoint": str(model_dir / "checkpoint_final.pth"), "seconds": round(time.time() - t, 1),
+    return {"checkpoint": str(model_dir / "checkpoint_final.pth"), "seconds": round(time.time() - t, 1),
             "cases": cases, "dataset": info_ds.name}
-    atomic_write_json(done, info)
-    log.info("pre-training %s (%d cases) done in %.0f s", folder.name, info["cases"], info["seconds"])
-    return info["checkpoint"], info
 
 
 # ---------------------------------------------------------------------------- one run

@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..dataset.raw import atomic_write_bytes, atomic_write_json
@@ -29,9 +29,9 @@ from .data import DatasetInfo
 from .execute import Context, RunSpec
 from .protocol import Protocol, ProtocolError, Scale
 from ..errors import InputError
+from .shards import RESULT, SHARDS, assign, check_shards, shard_identity, write_manifest
 
 log = logging.getLogger(__name__)
-RESULT = "result.json"
 ROW_FIELDS = ("protocol", "arm", "setting", "trial", "case", "class", "dsc", "nsd")
 SCORE_FIELDS = ("protocol", "arm", "setting", "trial", "case", "class", "truth", "score")
 CURVE_FIELDS = ("protocol", "arm", "setting", "trial", "epoch", "seconds", "val_dsc_ema", "val_dsc")
@@ -208,20 +208,26 @@ def _run_parallel(protocol: Protocol, folder: Path, ctx: Context, run_fn: RunFn,
 
 def run_sweep(protocol: Protocol, scale_name: str, out: Path, ctx: Context, run_fn: RunFn,
               trials: Optional[int] = None, protocol_text: Optional[str] = None,
-              rerun_changed: bool = False, jobs: int = 1, prepare_fn: Optional[PrepareFn] = None) -> Path:
+              rerun_changed: bool = False, jobs: int = 1, prepare_fn: Optional[PrepareFn] = None,
+              shard: Optional[Tuple[int, int]] = None) -> Path:
     """Run (or resume) every run of `protocol` at `scale_name` into `out/<protocol>/`; writes the CSVs
     and returns that folder. `run_fn(ctx, spec, folder)` does one run and returns its record. Runs
     already done under other settings stop the sweep before it starts (see check_keys) unless
     `rerun_changed`, which runs them again (one line logged each). `jobs` > 1 runs that many at
     once in worker processes (`prepare_fn(ctx, source, pretrain_cases)` makes each pre-training
-    first)."""
+    first). `shard` (K, N): only shard K of N's runs (see shards.py), with its manifest and without
+    the CSVs, which `shards.merged_runs` + `collect` write once every shard has finished."""
     scale = protocol.scale(scale_name)
     n_trials = trials or scale.trials
     folder = Path(out) / protocol.name
     runs = plan_runs(protocol, scale, n_trials, ctx.datasets)
-    keys = {spec: run_key_fields(ctx, scale, spec) for spec in runs}
+    mine = assign(runs, *shard) if shard else list(enumerate(runs))
+    identity = shard_identity(protocol, scale_name, n_trials, ctx, protocol_text)
+    if shard:
+        check_shards(folder, identity, *shard)  # before anything is written
+    keys = {spec: run_key_fields(ctx, scale, spec) for _, spec in mine}
     if folder.is_dir():
-        check_keys(folder, runs, keys, rerun_changed)
+        check_keys(folder, [spec for _, spec in mine], keys, rerun_changed)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"protocol": protocol.name, "scale": scale_name, "trials": n_trials, "seed": ctx.seed,
             "device": ctx.device,
@@ -231,19 +237,31 @@ def run_sweep(protocol: Protocol, scale_name: str, out: Path, ctx: Context, run_
         atomic_write_bytes(folder / "protocol.json", protocol_text.encode())
     t0 = time.time()
     pending = []
-    for i, spec in enumerate(runs):
+    for i, spec in mine:
         run_dir = folder / "runs" / spec.folder
         if read_result(run_dir / RESULT, keys[spec]) is None:
             pending.append((i, spec))
-    done = len(runs) - len(pending)
+    done = len(mine) - len(pending)
+    if shard:
+        write_manifest(folder, identity, *shard, mine, len(runs), complete=False)
+        log.info("%s: shard %d/%d: %d of the %d runs", protocol.name, *shard, len(mine), len(runs))
     if jobs > 1 and len(pending) > 1:
         _run_parallel(protocol, folder, ctx, run_fn, pending, len(runs), keys, jobs, prepare_fn)
     else:
+        if shard and prepare_fn is not None:  # runs of other shards may need them too: made once, under a lock
+            for source, n in dict.fromkeys((spec.source, spec.pretrain_cases) for _, spec in pending):
+                prepare_fn(ctx, source, n)
         for i, spec in pending:
             _execute(protocol.name, protocol.setting_name, folder, ctx, run_fn, spec, keys[spec], i, len(runs))
     if done:
-        log.info("%s: %d of %d runs were already done", protocol.name, done, len(runs))
+        log.info("%s: %d of %d runs were already done", protocol.name, done, len(mine))
+    if shard:
+        write_manifest(folder, identity, *shard, mine, len(runs), complete=True)
+        log.info("%s: shard %d/%d done (%d runs in %.0f s); once every shard is: suprem_experiment report %s",
+                 protocol.name, *shard, len(mine), time.time() - t0, folder)
+        return folder
     collect(folder, runs)
+    shutil.rmtree(folder / SHARDS, ignore_errors=True)  # a whole sweep supersedes the shards of an earlier one
     log.info("%s: %d runs in %.0f s -> %s", protocol.name, len(runs), time.time() - t0, folder)
     return folder
 

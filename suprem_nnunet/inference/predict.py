@@ -18,6 +18,7 @@ import torch
 from ..dataset.cases import IMAGE_ENDINGS, check_readable, list_inputs
 from ..dataset.raw import atomic_write_json, label_names
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
+from ..sharding import check_part, take_part
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
@@ -53,13 +54,31 @@ def split_bad_cases(cases: Dict[str, List[str]], skip_bad: bool) -> Dict[str, st
     return bad
 
 
-def write_skipped(out: Path, skipped: Dict[str, str], skip_bad: bool) -> None:
-    """`skipped.json` ({case: problem}) in the output folder of a `--skip-bad` run."""
+def write_skipped(out: Path, skipped: Dict[str, str], skip_bad: bool, num_parts: int = 1,
+                  part_id: int = 0) -> None:
+    """`skipped.json` ({case: problem}) in the output folder of a `--skip-bad` run (one file per part
+    of a sharded run: `skipped_file_name`)."""
     if skip_bad:
-        atomic_write_json(out / SKIPPED_FILE, skipped)
+        atomic_write_json(out / skipped_file_name(num_parts, part_id), skipped)
 
 
 SKIPPED_FILE = "skipped.json"
+
+
+def skipped_file_name(num_parts: int = 1, part_id: int = 0) -> str:
+    """`skipped.json`; part K of N (N > 1) writes `skipped.part<K>of<N>.json`, parts sharing one output folder."""
+    return SKIPPED_FILE if num_parts == 1 else f"skipped.part{part_id}of{num_parts}.json"
+
+
+def select_part(cases: Dict[str, List[str]], num_parts: int, part_id: int) -> Dict[str, List[str]]:
+    """The cases of part `part_id` of `num_parts`: every `num_parts`-th of the sorted case names from
+    `part_id` on (nnU-Net's `predict_from_files(num_parts, part_id)`), before any file is checked, so
+    every machine draws the same split from the same folder."""
+    if num_parts == 1:
+        return cases
+    mine = take_part(cases, num_parts, part_id)
+    log.info("part %d of %d: %d of %d case(s)", part_id, num_parts, len(mine), len(cases))
+    return {c: cases[c] for c in mine}
 
 
 def remove_stale_temp(out: Path) -> None:
@@ -160,6 +179,8 @@ class PredictConfig:
     skip_bad: bool = False
     bf16: bool = False
     output_type: str = "nifti"
+    num_parts: int = 1
+    part_id: int = 0
 
 
 def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Path]:
@@ -174,12 +195,14 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
     `<case>.npz` probabilities (format in `inference.outputs`). `classes.json`/`.csv` give the ids.
     `bf16`: on CPU, the network in bfloat16 (faster on CPUs with native bf16; labels may differ at
     class borders). `output_type`: "nifti", "dicom-seg" (`<case>.dcm`, DICOM series input only; see
-    `inference.dicom_seg`) or "both".
+    `inference.dicom_seg`) or "both". `num_parts`/`part_id`: only part `part_id` (0-based) of the
+    sorted cases (`select_part`), so that N processes or machines share one input folder; each writes
+    only its own cases (the class tables, the same for every part, are written by each).
     """
     from tqdm import tqdm
 
-
     cfg = as_config(PredictConfig, config, args, kwargs)
+    check_part(cfg.num_parts, cfg.part_id)
     seg_src = seg_source(cfg.inputs, cfg.output_type)
     m = cfg.model if isinstance(cfg.model, TrainedModel) else read_trained_model(cfg.model)
     names = label_names(m.dataset_json)
@@ -196,7 +219,8 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
     written = []
     try:  # everything goes to a temp folder first: no half-written file under a final name
         tmp.mkdir(exist_ok=True)
-        cases = resolve_inputs(cfg.inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", cfg.series_uid)
+        cases = select_part(resolve_inputs(cfg.inputs, len(m.dataset_json["channel_names"]), tmp / "inputs",
+                                           cfg.series_uid), cfg.num_parts, cfg.part_id)
         skipped = split_bad_cases(cases, cfg.skip_bad)
         predictor = make_predictor(m, dev, cfg.mirror, cfg.step_size, cfg.fast, cfg.fast_data_path, cfg.bf16)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
@@ -214,7 +238,7 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_class_table(out, kept)
-    write_skipped(out, skipped, cfg.skip_bad)
+    write_skipped(out, skipped, cfg.skip_bad, cfg.num_parts, cfg.part_id)
     atomic_write_json(out / "dataset.json", {"labels": {"background": 0, **kept}, "file_ending": ending,
                                              "model": str(m.path)})
     log.info("wrote %d prediction(s) to %s", len(written), out)
@@ -263,11 +287,12 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
                          per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
                          statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
                          series_uid: Optional[str] = None, skip_bad: bool = False,
-                         output_type: str = "nifti") -> List[Path]:
+                         output_type: str = "nifti", num_parts: int = 1, part_id: int = 0) -> List[Path]:
     """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case.
 
     Same outputs and options as `predict`; `fast` lowers the window overlap from the protocol's 0.75
     to 0.25. Probabilities are not available (released heads give one sigmoid per class)."""
+    check_part(num_parts, part_id)
     from tqdm import tqdm
 
 
@@ -282,7 +307,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
     written, kept = [], {}
     try:
         tmp.mkdir(exist_ok=True)
-        cases = resolve_inputs(inputs, 1, tmp / "inputs", series_uid)
+        cases = select_part(resolve_inputs(inputs, 1, tmp / "inputs", series_uid), num_parts, part_id)
         skipped = split_bad_cases(cases, skip_bad)
         model = load_released(name, map_location=device)
         names = list(getattr(model, "class_names", []) or [])
@@ -302,7 +327,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
         shutil.rmtree(tmp, ignore_errors=True)
     if kept:
         write_class_table(out, kept)
-    write_skipped(out, skipped, skip_bad)
+    write_skipped(out, skipped, skip_bad, num_parts, part_id)
     return written
 
 
