@@ -29,6 +29,7 @@ from .base import SupremTrainer, TrainingBudget, unwrap
 from .checkpoint import TrainedModel, build_trained_network, read_trained_model
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
+from .model_card import prior_stages
 from .run import build_trainer, train
 
 log = logging.getLogger(__name__)
@@ -302,5 +303,6 @@ def finetune(target: str, pretrained: Optional[str] = None, configuration: str =
     log.info("%s on %s: %d training cases (%s)", cls.__name__, target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
     return train(trainer, budget, resume=resume, validate=validate, seed=seed, deterministic=deterministic,
+                 card_stages=[] if from_scratch else prior_stages(src.path),
                  role="scratch" if from_scratch else "finetune", pretrained=src.path,
                  train_cases=trainer.train_cases, freeze_encoder_epochs=freeze_encoder_epochs)
