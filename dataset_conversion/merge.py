@@ -1,7 +1,7 @@
 """Merge converted datasets into one pre-training dataset, dropping duplicate scans.
 
-Every case keeps its source tag (dataset.json `case_sources`), its annotated and its partial
-classes; labels are renumbered into the union label list. Duplicates removed:
+Every case keeps its source tag (dataset.json `case_sources`), its source's licence and citation
+(dataset.json `licences`), its annotated and its partial classes; labels are renumbered into the union label list. Duplicates removed:
   * MSD Task03 Liver `liver_N` is LiTS `volume-N` (same scans): the LiTS copy is kept;
   * Pancreas-CT PANCREAS_0025 and PANCREAS_0070, removed upstream as duplicate scans;
   * any group of cases holding the same scan, found without id tables: voxel-identical images
@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from suprem_nnunet import paths
 from suprem_nnunet.dataset.raw import dataset_name, label_names, read_annotated_classes, resolve_dataset
 from suprem_nnunet.labels import canonical, host_of
+from suprem_nnunet.labels.licences import SourceTerms, dataset_terms
 
 from .duplicates import SearchStats, group_duplicates
 from .errors import BadInputError, ConversionError
@@ -197,6 +198,7 @@ def merge(datasets: Sequence[Union[int, str]], dataset_id: int, name: str = "Mer
 
     # known duplicates between sources first, so the LiTS copy wins whatever the order
     entries = []
+    terms: Dict[str, SourceTerms] = {}
     for f, dj, cl, annotated in inputs:
         ending = dj.get("file_ending", ".nii.gz")
         sources = dj.get("case_sources", {})
@@ -204,6 +206,7 @@ def merge(datasets: Sequence[Union[int, str]], dataset_id: int, name: str = "Mer
         for lab in sorted((f / "labelsTr").glob(f"*{ending}")):
             case = lab.name[: -len(ending)]
             info = sources.get(case, {"source": f.name, "source_id": case, "split": "train", "image_sha1": None})
+            terms.setdefault(info["source"], dataset_terms(dj, info["source"]))
             entries.append(dict(folder=f, ending=ending, classes=cl, case=case, info=info,
                                 annotated=annotated.get(case, cl), partial=partial.get(case, [])))
     report.partial_classes = unified_order(c for e in entries for c in e["partial"])
@@ -305,6 +308,6 @@ def merge(datasets: Sequence[Union[int, str]], dataset_id: int, name: str = "Mer
         for m in g["members"]:
             m.update({k: v for k, v in outcome.get(m["case"], {}).items() if k != "case"})
     report.cases = [records[k] for k in sorted(records)]
-    finish_dataset(out_folder, report, description="suprem_convert merge of " + ", ".join(f.name for f in folders),
+    finish_dataset(out_folder, report, licences=terms, description="suprem_convert merge of " + ", ".join(f.name for f in folders),
                    merged_from=[f.name for f in folders])
     return report

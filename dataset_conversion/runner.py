@@ -2,7 +2,9 @@
 
 Output: `$nnUNet_raw/DatasetNNN_Name/` with imagesTr/labelsTr (labelled cases), imagesTs
 (unlabelled cases), dataset.json (unified class names, `tumor_hosts`, per-case `case_sources`),
-annotated_classes.json and conversion_report.{json,txt}. A case's files are written to a staging
+annotated_classes.json and conversion_report.{json,txt}. dataset.json also records each source's
+licence and citation (`licences`, per source; `case_sources[case].licence`; for one source also
+`licence` and `citation`; table in suprem_nnunet/labels/licences.py). A case's files are written to a staging
 folder, renamed into place, and only then is its record written: a case without a record is
 incomplete and is rewritten by the next run; a case with one is skipped, so a rerun resumes and
 gives byte-identical output.
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from suprem_nnunet import paths
 from suprem_nnunet.dataset.raw import (atomic_write_json, dataset_name, write_annotated_classes,
                                        write_dataset_json)
+from suprem_nnunet.labels.licences import SourceTerms, terms_for
 
 from .base import Converter, LoadedCase, SourceCase
 from .errors import BadInputError, ConversionError
@@ -236,14 +239,19 @@ def _convert_cases(source: str, conv: Converter, cases: List[SourceCase], folder
             log.warning("skipped %s: %s: %s", cid, *value)
     report.cases = [records[k] for k in sorted(records)]
     report.skipped.sort(key=lambda d: d["case"])
+    terms = terms_for(source)
     finish_dataset(folder, report, description=f"{info.title} converted by suprem_convert ({source})",
-                   reference=info.reference)
+                   reference=info.reference, licence=terms.licence.id, citation=terms.citation.reference)
     return report
 
 
-def finish_dataset(folder: Path, report: Report, **extra) -> None:
-    """Write dataset.json, annotated_classes.json and the report from the case records."""
+def finish_dataset(folder: Path, report: Report, licences: Optional[Mapping[str, SourceTerms]] = None,
+                   **extra) -> None:
+    """Write dataset.json, annotated_classes.json and the report from the case records. Each case's
+    source gets its licence and citation from `licences` (what merged inputs recorded), else from the
+    table (labels/licences.py)."""
     labelled = [r for r in report.cases if r["labelled"]]
+    terms = {s: (licences or {}).get(s) or terms_for(s) for s in sorted({r["source"] for r in report.cases})}
     if any(not r["labelled"] for r in report.cases):
         (folder / "imagesTs").mkdir(exist_ok=True)
     write_annotated_classes(folder, {r["case"]: r["annotated"] for r in labelled})
@@ -254,7 +262,9 @@ def finish_dataset(folder: Path, report: Report, **extra) -> None:
         folder, report.classes, len(labelled), name=folder.name.split("_", 1)[1], source=report.source,
         tumor_hosts=tumor_hosts(report.classes), tumor_host_classes=tumor_host_classes(report.classes),
         case_sources={r["case"]: {"source": r["source"], "source_id": r["source_id"], "split": r["split"],
-                                  "image_sha1": r["image_sha1"]} for r in report.cases},
+                                  "image_sha1": r["image_sha1"], "licence": terms[r["source"]].licence.id}
+                      for r in report.cases},
+        licences={s: {k: v for k, v in t.to_dict().items() if k != "source"} for s, t in terms.items()},
         **extra)
     report.write(folder)
     log.info(report.summary().splitlines()[0])

@@ -242,6 +242,8 @@ def test_cli_list_info_import(store, tmp_path, monkeypatch, capsys):
     assert main(["list"]) == 0
     assert "supervised_suprem_swinunetr_2100" in capsys.readouterr().out
     assert main(["info", "supervised_suprem_unet_2100"]) == 0
+    assert "backbone: unet" in capsys.readouterr().out
+    assert main(["info", "supervised_suprem_unet_2100", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["catalog"]["classes_unified"][24] == "celiac_trunk"
     src = save(release_like_checkpoint("unet"), tmp_path / "supervised_suprem_unet_2100.pth")

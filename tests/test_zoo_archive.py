@@ -109,5 +109,5 @@ def test_cli_export_then_import(store, tmp_path, monkeypatch, capsys):
     assert "imported model mine" in capsys.readouterr().out
     assert main(["list"]) == 0
     assert "mine" in capsys.readouterr().out
-    assert main(["info", "mine"]) == 0
+    assert main(["info", "mine", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model_card"]["backbone"] == "unet"

@@ -15,8 +15,10 @@ def build_parser():
     p = parser("suprem_zoo", __doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="catalog entries and imported models")
-    info = sub.add_parser("info", help="details of a catalog entry or an imported model")
-    info.add_argument("name")
+    info = sub.add_parser("info", help="details of a catalog entry, an imported model or a trained model folder, "
+                                       "with its model card (data sources, licences, training stages)")
+    info.add_argument("name", help="catalog or zoo name, or a trained model / fold folder")
+    info.add_argument("--json", action="store_true", help="print everything as JSON")
     imp = sub.add_parser("import", help="import a downloaded checkpoint (.pth/.pt) or an exported model (.zip)")
     imp.add_argument("file")
     imp.add_argument("--name", help="zoo name (default: the catalog name of the file, else its stem)")
@@ -47,11 +49,40 @@ def _list() -> int:
     return 0
 
 
-def _info(name: str) -> int:
+def _print_info(out: dict) -> None:
+    """The details for people: plain fields as `key: value`, the model card as markdown."""
+    from ..zoo.provenance import render_markdown, training_card
+
+    for section in ("catalog", "imported"):
+        if section in out:
+            print(f"[{section}]")
+            for k, v in out[section].items():
+                print(f"{k}: {v if not isinstance(v, (list, dict)) else json.dumps(v)}")
+    card = training_card(out.get("model_card"))
+    if "model_card" in out:
+        archive = out["model_card"]
+        if archive.get("format") != (card or {}).get("format"):
+            print("[export]")
+            for k in ("backbone", "trainer", "plans", "configuration", "fold", "epochs", "exported"):
+                if k in archive:
+                    print(f"{k}: {archive[k]}")
+    if card is not None:
+        print(render_markdown(card))
+    elif "catalog" not in out:
+        print("no model card (trained before model cards were written, or not by suprem-nnunet)")
+
+
+def _info(name: str, as_json: bool = False) -> int:
     from ..zoo import catalog, read_index
+    from ..zoo.provenance import find_card
 
     idx = read_index()
     out = {}
+    if name not in catalog() and name not in idx["checkpoints"] and name not in idx["models"] and Path(name).exists():
+        card = find_card(Path(name))
+        if card is None:
+            raise ValueError(f"{name}: no model_card.json there (nor in its parent folder)")
+        out["model_card"] = card
     if name in catalog():
         e = catalog()[name]
         out["catalog"] = {k: getattr(e, k) for k in e.__dataclass_fields__}
@@ -64,8 +95,11 @@ def _info(name: str) -> int:
         out["imported"] = idx["models"][name]
         out["model_card"] = read_model_card(name)
     if not out:
-        raise InputError(f"{name!r} is neither a catalog entry nor imported; see suprem_zoo list")
-    print(json.dumps(out, indent=1))
+        raise InputError(f"{name!r} is neither a catalog entry nor imported nor a model folder; see suprem_zoo list")
+    if as_json:
+        print(json.dumps(out, indent=1))
+    else:
+        _print_info(out)
     return 0
 
 
@@ -88,7 +122,7 @@ def _main(args) -> int:
     if args.command == "list":
         return _list()
     if args.command == "info":
-        return _info(args.name)
+        return _info(args.name, args.json)
     if args.command == "import":
         return _import(args.file, args.name, args.overwrite)
     from ..zoo import export_model

@@ -31,6 +31,7 @@ from .base import SupremTrainer, TrainingBudget, unwrap
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from .ddp import launched_world_size, rank_zero_first
 from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, transfer_weights
+from .model_card import prior_stages
 from .run import build_trainer, train
 from ..planning.planner import plan_and_preprocess, plans_name_for, PlanningCaps
 from ..preprocessing.run import preprocess_dataset
@@ -317,6 +318,6 @@ def finetune(config: Union[FinetuneConfig, str], *args, **kwargs) -> Path:
     log.info("%s on %s: %d training cases (%s)", cls.__name__, cfg.target, len(trainer.train_cases),
              ", ".join(trainer.train_cases))
     return train(trainer, cfg.budget, resume=cfg.resume, validate=cfg.validate, seed=cfg.seed,
-                 deterministic=cfg.deterministic,
+                 deterministic=cfg.deterministic, card_stages=[] if cfg.from_scratch else prior_stages(src.path),
                  role="scratch" if cfg.from_scratch else "finetune", pretrained=src.path,
                  train_cases=trainer.train_cases, freeze_encoder_epochs=cfg.freeze_encoder_epochs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Type, Union
+from typing import Mapping, Optional, Sequence, Type, Union
 
 import torch
 
@@ -18,6 +18,7 @@ from ..dataset.raw import read_json
 from ..dataset.raw_checks import read_dataset_json
 
 from ..errors import EnvironmentProblem, InputError, MissingFileError
+from .model_card import write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def build_trainer(trainer_cls: Type[SupremTrainer], dataset: str, plans_name: st
 
 
 def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, validate: bool = False,
-          seed: Optional[int] = 0, deterministic: bool = False, **run_info) -> Path:
+          seed: Optional[int] = 0, deterministic: bool = False, card_stages: Sequence[Mapping] = (),
+          **run_info) -> Path:
     """Train, resuming from the most advanced readable checkpoint (final, latest or best; an
     unreadable one is skipped with a warning), or from scratch with `resume=False`; returns the fold folder.
 
@@ -92,7 +94,9 @@ def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, v
     augmentation worker; with the main-process loader (`nnUNet_n_proc_DA=0`) a run from scratch is
     then bit-reproducible. None leaves the run unseeded. A resumed run continues from the
     checkpoint's weights and optimiser state, with generators seeded afresh (not where they stood).
-    `deterministic`: see seeding.seed_everything and seeded_loader.py."""
+    `deterministic`: see seeding.seed_everything and seeded_loader.py. When training ends the model
+    card is written into the fold folder (training/model_card.py): `card_stages` (those of the model
+    fine-tuning started from) and this run's stage, whose role is `run_info['role']` (default pretrain)."""
     trainer.apply_budget(budget)
     trainer.seed, trainer.deterministic = seed, bool(deterministic)
     if seed is not None:
@@ -125,4 +129,7 @@ def train(trainer: SupremTrainer, budget: TrainingBudget, resume: bool = True, v
         log.info("%s is already trained for %d epochs; nothing to do", out, trainer.num_epochs)
     if validate:
         trainer.perform_actual_validation(False)
+    pretrained = run_info.get("pretrained")
+    write_model_card(trainer, str(run_info.get("role") or "pretrain"), None if pretrained is None else str(pretrained),
+                     card_stages)
     return out

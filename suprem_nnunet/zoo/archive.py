@@ -3,7 +3,9 @@
 A trained model folder is nnU-Net's ``<results>/DatasetXXX/<Trainer>__<plans>__<config>/`` with
 ``plans.json``, ``dataset.json`` and ``fold_<f>/checkpoint_final.pth``. The zip holds::
 
-    model_card.json          backbone, data, preprocessing, metrics, provenance
+    model_card.json          backbone, data, preprocessing, metrics, provenance (the training card:
+                             stages, sources, licences, most restrictive terms; provenance.py)
+    model_card.md            the training card for people (when the fold has one)
     classes.json             output channels in order, "background" first
     plans.json, dataset.json
     fold_<f>/checkpoint_final.pth   network weights + what nnU-Net's predictor reads (no optimizer)
@@ -28,6 +30,7 @@ from .. import __version__
 from ..dataset.raw import label_names
 from ..networks.registry import backbone_for_class
 from ..networks.checkpoint import CheckpointError, load_checkpoint
+from .provenance import find_card, render_markdown
 from .store import ZooError, model_folder, read_index, store_root, write_index
 from .weights import PretrainedWeights
 from .store import sha256_file
@@ -97,6 +100,7 @@ def model_card(model_dir: Path, plans: Dict, dataset_json: Dict, fold: str, epoc
         "pretrained": plans.get("suprem", {}).get("pretrain"),
         "epochs": epochs,
         "metrics": _metrics(model_dir / f"fold_{fold}"),
+        "provenance": find_card(model_dir / f"fold_{fold}"),
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suprem_nnunet_version": __version__,
     }
@@ -135,6 +139,8 @@ def export_model(model_dir: PathLike, output_zip: PathLike, fold: str = "all",
         z.writestr("classes.json", json.dumps(card["classes"], indent=1))
         z.writestr("plans.json", json.dumps(plans, indent=1))
         z.writestr("dataset.json", json.dumps(dataset_json, indent=1))
+        if card["provenance"] is not None:
+            z.writestr("model_card.md", render_markdown(card["provenance"]))
         z.writestr(f"fold_{fold}/checkpoint_final.pth", buf.getvalue())
     return out
 
