@@ -26,11 +26,12 @@ setup(
     packages=find_packages(include=["suprem_nnunet", "suprem_nnunet.*", "dataset_conversion",
                                     "dataset_conversion.*", "plans"]),
     package_data={"suprem_nnunet": ["zoo/*.json", "experiments/protocols/*.json"], "plans": ["*.json"]},
-    # ranges: install torch (and torchvision) for your hardware first and it is kept; the exact versions
-    # the tests ran with are in constraints.txt (pip install -c constraints.txt -e .)
+    # ranges: torch 2.11.0 and 2.13.0 were checked beside the suite's 2.14.1 (docs/results/install.md).
+    # Exact versions: constraints.txt (the PyTorch stack, plus -c constraints-without-torch.txt); to keep
+    # a torch already installed, with the torchvision built for it: pip install -c constraints-without-torch.txt -e .
     install_requires=[
         "torch>=2.11",
-        "torchvision",
+        "torchvision",  # timm (dynamic_network_architectures) requires it; it pins one torch release
         "nnunetv2>=2.8.1,<2.9",  # the trainer hooks overridden here are 2.8's
         "monai>=1.3",
         "SimpleITK>=2.2",
