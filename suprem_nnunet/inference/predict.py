@@ -165,28 +165,33 @@ def build_network(model: TrainedModel) -> torch.nn.Module:
 
 def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[bool] = None,
                    step_size: float = 0.5, fast: bool = False, fast_data_path: bool = True,
-                   bf16: Optional[bool] = False):
+                   bf16: Optional[bool] = False, fast_roi: bool = False):
     """One `SupremPredictor` for a whole folder: network built and weights loaded once.
 
     `fast_data_path=False` gives nnU-Net's own data path (scipy/skimage resampling, full-resolution
     probabilities, no body crop, float16 window sums, float32 network) inside the same predictor, for
     comparison. `bf16`: the network in bfloat16 on CPU (None: where the CPU has native bf16; default off:
-    on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984)."""
+    on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984).
+    `fast_roi`: a `FastRoiPredictor`, which with `roi_labels` set locates the ROI with a coarse pass and
+    runs only the full-resolution windows that reach it (`inference.fast_roi`)."""
     from contextlib import redirect_stdout
 
     from ..preprocessing.plans_manager import SupremPlansManager as PlansManager  # resolves a preset's RAS reader
     from ..training.sided import model_prediction_swap
     from .fast_predictor import SupremPredictor
+    from .fast_roi import FastRoiPredictor
 
     use_mirror, axes = mirroring(False if fast else mirror, device.type, model.mirror_axes)
     pm = PlansManager(model.plans)
     with redirect_stdout(io.StringIO()):  # nnU-Net prints its device notes
-        predictor = SupremPredictor(tile_step_size=1.0 if fast else step_size, use_gaussian=True,
-                                    use_mirroring=use_mirror, perform_everything_on_device=device.type == "cuda",
-                                    device=device, verbose=False, allow_tqdm=True,
-                                    fast_resampling=fast_data_path, chunked_export=fast_data_path,
-                                    body_crop=fast_data_path, nearest_export=fast, fast_window=fast_data_path, onednn_conv=fast_data_path,
-                                    bf16=(bf16 if fast_data_path else False) if device.type == "cpu" else False)
+        cls = FastRoiPredictor if fast_roi else SupremPredictor
+        predictor = cls(tile_step_size=1.0 if fast else step_size, use_gaussian=True,
+                        use_mirroring=use_mirror, perform_everything_on_device=device.type == "cuda",
+                        device=device, verbose=False, allow_tqdm=True,
+                        fast_resampling=fast_data_path, chunked_export=fast_data_path,
+                        body_crop=fast_data_path, nearest_export=fast, fast_window=fast_data_path,
+                        onednn_conv=fast_data_path,
+                        bf16=(bf16 if fast_data_path else False) if device.type == "cpu" else False)
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
     predictor.mirror_swap = model_prediction_swap(model, axes) if use_mirror else None  # left/right pairs
@@ -229,7 +234,7 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
             per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
             statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
             series_uid: Optional[str] = None, fast_data_path: bool = True, skip_bad: bool = False,
-            bf16: bool = False, output_type: str = "nifti") -> List[Path]:
+            bf16: bool = False, output_type: str = "nifti", roi_full: bool = False) -> List[Path]:
     """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written label maps.
 
     Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU. `roi_subset`: only
@@ -264,7 +269,8 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
         tmp.mkdir(exist_ok=True)
         cases = resolve_inputs(inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", series_uid)
         skipped = split_bad_cases(cases, skip_bad)
-        predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path, bf16)
+        fast_roi = bool(roi) and not roi_full and not save_probabilities
+        predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path, bf16, fast_roi=fast_roi)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
         for c in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             res = predictor.predict_case(cases[c], probabilities=save_probabilities)
