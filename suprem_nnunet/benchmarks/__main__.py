@@ -13,6 +13,8 @@ from typing import Dict, Optional, Sequence
 BENCHMARKS: Dict[str, tuple] = {
     "gpu": ("suprem_nnunet.benchmarks.gpu:main",
             "GPU acceptance run: nnU-Net vs ours, presets' MFU, CUDA prediction, fine-tuning, torchrun"),
+    "roi": ("suprem_nnunet.benchmarks.roi:main",
+            "fast --roi-subset (coarse pass + ROI windows) vs the full window on a 512x512x300 phantom"),
 }
 
 

@@ -69,15 +69,18 @@ def train_band_unet(class_names: Sequence[str], spacing: Sequence[float] = (1.5,
                     patch: Sequence[int] = (32, 32, 32), features: Sequence[int] = (8, 16, 32),
                     hu_step: float = 60.0, iterations: int = 200, batch_size: int = 2,
                     train_shape_zyx: Sequence[int] = (48, 72, 72), volumes: int = 2, lr: float = 3e-3,
-                    seed: int = 0, path="band_unet") -> TrainedModel:
+                    seed: int = 0, path="band_unet", train_patch: Sequence[int] = ()) -> TrainedModel:
     """A PlainConvUNet trained for `iterations` steps on `volumes` band phantoms (module doc); its plans are
     `band_plans(spacing, patch, hu_step)` with the U-Net as architecture. Phantoms to predict on must be
-    made with the same `hu_step` (`band_phantom(..., hu_step=hu_step)`)."""
+    made with the same `hu_step` (`band_phantom(..., hu_step=hu_step)`). `train_patch`: the training
+    patch when it is not the plans' `patch` (a network without normalisation layers predicts on any
+    patch its strides divide)."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     k = len(class_names) + 1
-    if any(n < p for n, p in zip(train_shape_zyx, patch)):
-        raise ValueError(f"training phantoms {tuple(train_shape_zyx)} are smaller than the patch {tuple(patch)}")
+    train_patch = tuple(train_patch) or tuple(patch)
+    if any(n < p for n, p in zip(train_shape_zyx, train_patch)):
+        raise ValueError(f"training phantoms {tuple(train_shape_zyx)} are smaller than the patch {train_patch}")
     plans = band_plans(k, spacing=spacing, patch=patch, hu_step=hu_step)
     arch = unet_architecture(features)
     plans["configurations"]["3d_fullres"]["architecture"] = arch
@@ -92,7 +95,7 @@ def train_band_unet(class_names: Sequence[str], spacing: Sequence[float] = (1.5,
         net.train()
         loss = torch.zeros(())
         for _ in tqdm(range(iterations), desc="training band U-Net", unit="it", leave=False):
-            batch = [_random_patch(data, patch, rng) for _ in range(batch_size)]
+            batch = [_random_patch(data, train_patch, rng) for _ in range(batch_size)]
             x, y = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
             logits = net(x)
             probs = logits.softmax(1)
