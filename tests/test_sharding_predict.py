@@ -14,7 +14,7 @@ import torch
 
 from conftest import ROOT
 from suprem_nnunet.inference.predict import select_part
-from suprem_nnunet.inference.reference_nets import band_model, band_phantom
+from suprem_nnunet.benchmarks.reference_nets import band_model, band_phantom
 from suprem_nnunet.sharding import check_part, take_part
 
 NAMES = ["liver", "spleen"]

@@ -12,7 +12,7 @@ cmds = [
  ("suprem_classify", [[], ["train"], ["predict"], ["from-probabilities"], ["make-phantoms"]]),
 ]
 mods = [("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [[], ["train"], ["predict"], ["preprocess"], ["partial-labels"], ["scale"]]),
-        ("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [["gpu"]]),
+        ("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [["gpu"], ["roi"]]),
         ("python -m suprem_nnunet.benchmarks", ["-m", "suprem_nnunet.benchmarks"], [["flywheel"]])]
 out = ["# Command reference", "",
        "Generated from each command's own `--help` (`.venv/bin/<command> [subcommand] --help`, 100 columns);",

@@ -24,6 +24,8 @@ BENCHMARKS: Dict[str, tuple] = {
                  "annotation flywheel: revise the top-ranked cases vs random ones, budget-matched"),
     "gpu": ("suprem_nnunet.benchmarks.gpu:main",
             "GPU acceptance run: nnU-Net vs ours, presets' MFU, CUDA prediction, fine-tuning, torchrun"),
+    "roi": ("suprem_nnunet.benchmarks.roi:main",
+            "fast --roi-subset (coarse pass + ROI windows) vs the full window on a 512x512x300 phantom"),
 }
 
 

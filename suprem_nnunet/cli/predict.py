@@ -35,7 +35,10 @@ def build_parser():
                    help="nifti: <case>.nii.gz; dicom-seg: <case>.dcm, a DICOM Segmentation referencing the input "
                         "DICOM series (DICOM input only); both")
     p.add_argument("--roi-subset", type=class_list, default=None, metavar="A,B,...",
-                   help="write only these classes (names or synonyms), e.g. liver,spleen")
+                   help="write only these classes (names or synonyms), e.g. liver,spleen; the ROI is located by "
+                        "a coarse pass first and the full-resolution window runs only where it is")
+    p.add_argument("--roi-full", action="store_true",
+                   help="with --roi-subset: run the full-resolution window over the whole image (no coarse pass)")
     p.add_argument("--fast", action="store_true",
                    help="quick look: no window overlap, no mirroring, labels taken at the network's resolution "
                         "and upsampled by nearest neighbour (released models: overlap 0.25)")
@@ -76,12 +79,14 @@ def _main(args) -> int:
     extra = dict(roi_subset=args.roi_subset, fast=args.fast, statistics=args.statistics, preview=args.preview,
                  save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad,
                  output_type=args.output_type, num_parts=args.num_parts, part_id=args.part_id)
+    if args.roi_full and not args.roi_subset:
+        raise InputError("--roi-full needs --roi-subset")
     if not resolved.is_ours:  # released checkpoint: the paper's direct-inference protocol
         written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
     else:
         written = predict(PredictConfig(args.input, args.output, model, device=device, mirror=args.mirror,
                                         step_size=args.step_size, per_class=args.per_class,
-                                        fast_data_path=not args.nnunet_data_path, bf16=args.bf16, **extra))
+                                        fast_data_path=not args.nnunet_data_path, bf16=args.bf16, roi_full=args.roi_full, **extra))
     for f in written:
         print(f)
     if args.skip_bad:

@@ -31,6 +31,7 @@ from ..preprocessing.plans_manager import SupremPlansManager as PlansManager
 
 from ..configs import as_config
 from ..errors import InputError, MissingFileError
+from .fast_roi import FastRoiPredictor
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +105,29 @@ def build_network(model: TrainedModel) -> torch.nn.Module:
 
 def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[bool] = None,
                    step_size: float = 0.5, fast: bool = False, fast_data_path: bool = True,
-                   bf16: Optional[bool] = False):
+                   bf16: Optional[bool] = False, fast_roi: bool = False):
     """One `SupremPredictor` for a whole folder: network built and weights loaded once.
 
     `fast_data_path=False` gives nnU-Net's own data path (scipy/skimage resampling, full-resolution
     probabilities, no body crop, float16 window sums, float32 network) inside the same predictor, for
     comparison. `bf16`: the network in bfloat16 on CPU (None: where the CPU has native bf16; default off:
-    on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984)."""
+    on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984).
+    `fast_roi`: a `FastRoiPredictor`, which with `roi_labels` set locates the ROI with a coarse pass and
+    runs only the full-resolution windows that reach it (`inference.fast_roi`)."""
     from contextlib import redirect_stdout
 
 
     use_mirror, axes = mirroring(False if fast else mirror, device.type, model.mirror_axes)
     pm = PlansManager(model.plans)
     with redirect_stdout(io.StringIO()):  # nnU-Net prints its device notes
-        predictor = SupremPredictor(tile_step_size=1.0 if fast else step_size, use_gaussian=True,
-                                    use_mirroring=use_mirror, perform_everything_on_device=device.type == "cuda",
-                                    device=device, verbose=False, allow_tqdm=True,
-                                    fast_resampling=fast_data_path, chunked_export=fast_data_path,
-                                    body_crop=fast_data_path, nearest_export=fast, fast_window=fast_data_path, onednn_conv=fast_data_path,
-                                    bf16=(bf16 if fast_data_path else False) if device.type == "cpu" else False)
+        cls = FastRoiPredictor if fast_roi else SupremPredictor
+        predictor = cls(tile_step_size=1.0 if fast else step_size, use_gaussian=True,
+                        use_mirroring=use_mirror, perform_everything_on_device=device.type == "cuda",
+                        device=device, verbose=False, allow_tqdm=True,
+                        fast_resampling=fast_data_path, chunked_export=fast_data_path,
+                        body_crop=fast_data_path, nearest_export=fast, fast_window=fast_data_path,
+                        onednn_conv=fast_data_path,
+                        bf16=(bf16 if fast_data_path else False) if device.type == "cpu" else False)
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
     predictor.mirror_swap = model_prediction_swap(model, axes) if use_mirror else None  # left/right pairs
@@ -181,6 +186,7 @@ class PredictConfig:
     output_type: str = "nifti"
     num_parts: int = 1
     part_id: int = 0
+    roi_full: bool = False
 
 
 def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Path]:
@@ -222,7 +228,9 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
         cases = select_part(resolve_inputs(cfg.inputs, len(m.dataset_json["channel_names"]), tmp / "inputs",
                                            cfg.series_uid), cfg.num_parts, cfg.part_id)
         skipped = split_bad_cases(cases, cfg.skip_bad)
-        predictor = make_predictor(m, dev, cfg.mirror, cfg.step_size, cfg.fast, cfg.fast_data_path, cfg.bf16)
+        fast_roi = bool(roi) and not cfg.roi_full and not cfg.save_probabilities
+        predictor = make_predictor(m, dev, cfg.mirror, cfg.step_size, cfg.fast, cfg.fast_data_path, cfg.bf16,
+                                   fast_roi=fast_roi)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
         for c in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             res = predictor.predict_case(cases[c], probabilities=cfg.save_probabilities)

@@ -1,0 +1,115 @@
+"""The fast --roi-subset (coarse pass, then only the windows that reach the ROI) against the full window,
+on a band phantom with a small U-Net trained for it (benchmarks/trained_reference.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from suprem_nnunet.cli import predict as predict_cli
+from suprem_nnunet.inference.outputs import keep_classes
+from suprem_nnunet.inference.predict import make_predictor, predict
+from suprem_nnunet.benchmarks.reference_nets import band_phantom
+from suprem_nnunet.benchmarks.trained_reference import train_band_unet
+
+NAMES = ["liver", "spleen", "kidney_left", "kidney_right", "aorta"]
+HU_STEP = 60.0
+
+
+def _write(path, hu):
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing((1.2, 1.2, 1.6))
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory, one_torch_thread):
+    root = tmp_path_factory.mktemp("roi_fast")
+    model = train_band_unet(NAMES, patch=(16, 16, 16), features=(8, 16, 32), hu_step=HU_STEP, iterations=300,
+                            lr=1e-2, train_shape_zyx=(32, 48, 48), path=root / "model")
+    hu, truth = band_phantom((40, 96, 96), len(NAMES) + 1, hu_step=HU_STEP, seed=7)
+    return root, model, _write(root / "ct.nii.gz", hu), truth
+
+
+def _run(model, image, roi, fast_roi):
+    p = make_predictor(model, torch.device("cpu"), fast_roi=fast_roi)
+    p.allow_tqdm = False
+    p.roi_labels = roi
+    seg = p.predict_case([str(image)]).segmentation
+    return keep_classes(seg, {str(k): k for k in roi}), p
+
+
+def test_fast_roi_equals_the_full_run_with_fewer_windows(case):
+    root, model, image, truth = case
+    roi = [1, 4]  # liver and kidney_right
+    full, p_full = _run(model, image, roi, fast_roi=False)
+    fast, p_fast = _run(model, image, roi, fast_roi=True)
+    for k in roi:  # the model was trained: its organs are where the phantom's are
+        a, b = full == k, truth == k
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.7, k
+    assert p_fast.roi_fallback is None and p_fast.roi_box_used is not None
+    for k in roi:  # the full run's ROI voxels but for stray ones outside the box (module doc of fast_roi)
+        a, b = full == k, fast == k
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99, k
+    assert p_fast.windows_run + p_fast.coarse_windows < p_full.windows_run
+    assert p_fast.full_windows == p_full.windows_run + p_full.windows_skipped
+
+
+def test_no_roi_class_in_the_coarse_pass_runs_the_full_window(case):
+    root, model, _, _ = case
+    hu = np.full((40, 96, 96), -1000, np.int16)  # air: no organ
+    hu[:, 40:56, 40:56] = -100  # a column of fat
+    image = _write(root / "no_organs.nii.gz", hu)
+    full, p_full = _run(model, image, [1, 4], fast_roi=False)
+    fast, p_fast = _run(model, image, [1, 4], fast_roi=True)
+    assert p_fast.roi_fallback == "the coarse pass found none of the ROI classes"
+    assert p_fast.windows_run == p_full.windows_run and np.array_equal(fast, full)
+
+
+def test_an_organ_cut_short_by_the_coarse_box_runs_the_full_window(case, monkeypatch):
+    root, model, image, _ = case
+    from suprem_nnunet.inference.fast_roi import FastRoiPredictor
+
+    full, _ = _run(model, image, [1], fast_roi=False)
+    z = np.nonzero(full == 1)[0]
+    cut = (int(z.min()) + int(z.max())) // 2  # a box ending in the middle of the liver
+    real = FastRoiPredictor.coarse_roi_box
+    monkeypatch.setattr(FastRoiPredictor, "coarse_roi_box",
+                        lambda self, x: (slice(0, cut), *real(self, x)[1:]))
+    fast, p = _run(model, image, [1], fast_roi=True)
+    assert p.roi_fallback.startswith("the ROI reaches the edge of the coarse box along axis 0")
+    assert np.array_equal(fast, full)
+
+
+def test_predict_writes_the_same_files_fast_or_full(case, tmp_path):
+    root, model, image, _ = case
+    outs = {}
+    for full in (False, True):
+        out = tmp_path / ("full" if full else "fast")
+        [f] = predict(image, out, model, per_class=True, roi_subset=["liver", "kidney_right"], roi_full=full)
+        outs[full] = (sorted(p.relative_to(out).as_posix() for p in out.rglob("*")),
+                      sitk.GetArrayFromImage(sitk.ReadImage(str(f))), (out / "dataset.json").read_text())
+    assert outs[False][0] == outs[True][0] and "ct/liver.nii.gz" in outs[False][0]
+    assert outs[False][2] == outs[True][2]
+    for k in (1, 4):
+        a, b = outs[False][1] == k, outs[True][1] == k
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99, k
+
+
+def test_bad_roi_arguments_are_one_line(case, tmp_path, capsys, monkeypatch):
+    root, model, image, _ = case
+    torch.save({"network_weights": model.state_dict, "trainer_name": model.trainer_name,
+                "init_args": {"plans": model.plans, "configuration": model.configuration,
+                              "dataset_json": model.dataset_json},
+                "inference_allowed_mirroring_axes": model.mirror_axes}, tmp_path / "m.pth")
+    monkeypatch.setenv("SUPREM_ZOO", str(tmp_path / "zoo"))
+    base = ["-i", str(image), "-o", str(tmp_path / "o"), "-m", str(tmp_path / "m.pth"), "--device", "cpu"]
+    assert predict_cli.main([*base, "--roi-subset", "liver,unicorn"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unicorn" in err and "not a class of this model" in err
+    assert predict_cli.main([*base, "--roi-full"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--roi-full needs --roi-subset" in err
+    assert not (tmp_path / "o").exists()
