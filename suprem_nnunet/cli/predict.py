@@ -51,11 +51,21 @@ def build_parser():
     p.add_argument("--bf16", action="store_true",
                    help="CPU: run the network in bfloat16 (about 2x faster on CPUs with AVX512-BF16/AMX; labels "
                         "may differ at class borders, see README)")
+    p.add_argument("--backend", default="torch", choices=["torch", "compile", "openvino", "auto"],
+                   help="CPU: where the network runs. compile: torch.compile (needs a C++ compiler; compiles once "
+                        "per window shape); openvino: needs pip install 'suprem-nnunet[openvino]' (exported once per "
+                        "model and window shape into --backend-cache, float32); auto: the fastest of these whose "
+                        "logits match torch's on the first window")
+    p.add_argument("--backend-cache", default=None, metavar="FOLDER",
+                   help="OpenVINO exports (default: $SUPREM_BACKEND_CACHE or ~/.cache/suprem_nnunet/openvino)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the network (default: torch's, i.e. the cores it sees)")
     return p
 
 
 def _main(args) -> int:
-    from ..inference.predict import predict, predict_with_release, resolve_model
+    from ..inference.backends import BackendConfig
+    from ..inference.predict import predict, predict_with_release, resolve_model, set_threads
     from ..training.run import resolve_device
 
     if not 0 < args.step_size <= 1:
@@ -65,10 +75,14 @@ def _main(args) -> int:
                  save_probabilities=args.save_probabilities, series_uid=args.series_uid, skip_bad=args.skip_bad,
                  output_type=args.output_type)
     if isinstance(model, str):  # released checkpoint: the paper's direct-inference protocol
+        if args.backend != "torch":
+            raise ValueError(f"--backend {args.backend}: released checkpoints run with torch only")
+        set_threads(args.threads)
         written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
     else:
         written = predict(args.input, args.output, model, device, args.mirror, args.step_size, args.per_class,
-                          fast_data_path=not args.nnunet_data_path, bf16=args.bf16, **extra)
+                          fast_data_path=not args.nnunet_data_path, bf16=args.bf16,
+                          backend=BackendConfig(args.backend, args.backend_cache), threads=args.threads, **extra)
     for f in written:
         print(f)
     if args.skip_bad:

@@ -19,6 +19,7 @@ import torch
 
 from ..dataset.raw import atomic_write_json, label_names
 from ..training.checkpoint import TrainedModel, build_trained_network, read_trained_model
+from .backends import BackendConfig, BackendError, make_backend, network_provenance
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
@@ -165,13 +166,14 @@ def build_network(model: TrainedModel) -> torch.nn.Module:
 
 def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[bool] = None,
                    step_size: float = 0.5, fast: bool = False, fast_data_path: bool = True,
-                   bf16: Optional[bool] = False):
+                   bf16: Optional[bool] = False, backend: Optional[BackendConfig] = None):
     """One `SupremPredictor` for a whole folder: network built and weights loaded once.
 
     `fast_data_path=False` gives nnU-Net's own data path (scipy/skimage resampling, full-resolution
     probabilities, no body crop, float16 window sums, float32 network) inside the same predictor, for
     comparison. `bf16`: the network in bfloat16 on CPU (None: where the CPU has native bf16; default off:
-    on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984)."""
+    on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984).
+    `backend`: where the network runs on CPU (`inference/backends.py`; default torch)."""
     from contextlib import redirect_stdout
 
     from ..preprocessing.plans_manager import SupremPlansManager as PlansManager  # resolves a preset's RAS reader
@@ -190,6 +192,10 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
     predictor.mirror_swap = model_prediction_swap(model, axes) if use_mirror else None  # left/right pairs
+    if backend is not None and backend.name != "torch":
+        if device.type != "cpu":
+            raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device.type}")
+        predictor.network = make_backend(backend.name, predictor.network, backend.cache_dir, predictor.bf16)
     return predictor
 
 
@@ -229,7 +235,8 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
             per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
             statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
             series_uid: Optional[str] = None, fast_data_path: bool = True, skip_bad: bool = False,
-            bf16: bool = False, output_type: str = "nifti") -> List[Path]:
+            bf16: bool = False, output_type: str = "nifti", backend: Optional[BackendConfig] = None,
+            threads: Optional[int] = None) -> List[Path]:
     """Segment every case of `inputs` into `output_dir/<case>.nii.gz`; returns the written label maps.
 
     Mirroring (test-time augmentation) defaults to on for CUDA and off for CPU. `roi_subset`: only
@@ -251,6 +258,7 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     names = label_names(m.dataset_json)
     roi = validate_roi(roi_subset, names, str(m.path))
     dev = torch.device(device)
+    set_threads(threads)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(names)}
@@ -264,7 +272,7 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
         tmp.mkdir(exist_ok=True)
         cases = resolve_inputs(inputs, len(m.dataset_json["channel_names"]), tmp / "inputs", series_uid)
         skipped = split_bad_cases(cases, skip_bad)
-        predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path, bf16)
+        predictor = make_predictor(m, dev, mirror, step_size, fast, fast_data_path, bf16, backend)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
         for c in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             res = predictor.predict_case(cases[c], probabilities=save_probabilities)
@@ -282,9 +290,20 @@ def predict(inputs: Union[str, Path], output_dir: Union[str, Path], model: Union
     write_class_table(out, kept)
     write_skipped(out, skipped, skip_bad)
     atomic_write_json(out / "dataset.json", {"labels": {"background": 0, **kept}, "file_ending": ending,
-                                             "model": str(m.path)})
+                                             "model": str(m.path), "inference": {
+                                                 **network_provenance(predictor.network), "device": dev.type,
+                                                 "threads": torch.get_num_threads(), "bf16": predictor.bf16}})
     log.info("wrote %d prediction(s) to %s", len(written), out)
     return written
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """torch's intra-op threads for this process (None: unchanged); ValueError for a count below 1."""
+    if threads is None:
+        return
+    if int(threads) < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(int(threads))
 
 
 def _read_image(path: Union[str, Path]):
