@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -165,3 +166,48 @@ def test_unknown_backend_and_gpu_are_refused():
         make_backend("onnx", small_unet())
     with pytest.raises(BackendError, match="--backend auto compares against float32"):
         make_backend("auto", small_unet(), bf16=True)
+
+
+def band_model_on_3mm(unet_scale: float = 0.3):
+    """The benchmark's band network at the real CT's 3 mm with a seeded U-Net whose output moves labels."""
+    from suprem_nnunet.inference.reference_nets import band_model
+    from suprem_nnunet.labels import ATLAS_CLASSES
+
+    names = [c if isinstance(c, str) else c.name for c in ATLAS_CLASSES][:8]
+    m = band_model(names, spacing=(3.0, 3.0, 3.0), patch=(32, 32, 32), unet_features=4)
+    m.plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["unet_scale"] = unet_scale
+    return m
+
+
+def predict_folder(model, image, out, backend: str, cache, threads=None):
+    import SimpleITK as sitk
+
+    from suprem_nnunet.inference.backends import BackendConfig
+    from suprem_nnunet.inference.predict import predict
+
+    written = predict(image, out, model, step_size=1.0, backend=BackendConfig(backend, cache), threads=threads)
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(written[0]))), json.loads((out / "dataset.json").read_text())
+
+
+def test_predict_records_backend_and_threads(tmp_path):
+    from conftest import real_data
+
+    image = real_data("totalseg_example_sm", "ct.nii.gz")
+    _, meta = predict_folder(band_model_on_3mm(), image, tmp_path / "torch", "torch", None, threads=1)
+    assert meta["inference"] == {"backend": "torch", "device": "cpu", "threads": 1, "bf16": False}
+    with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
+        predict_folder(band_model_on_3mm(), image, tmp_path / "zero", "torch", None, threads=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [pytest.param("openvino", marks=needs_openvino), pytest.param("compile", marks=needs_cxx)])
+def test_real_ct_labels_equal_torch(backend, tmp_path):
+    from conftest import real_data
+
+    image = real_data("totalseg_example_sm", "ct.nii.gz")
+    model = band_model_on_3mm()
+    want, _ = predict_folder(model, image, tmp_path / "torch", "torch", None)
+    got, meta = predict_folder(model, image, tmp_path / backend, backend, tmp_path / "cache")
+    assert meta["inference"]["backend"] == backend
+    assert len(np.unique(want)) > 3  # the U-Net's share moves labels: equality is a real check
+    assert np.array_equal(got, want), f"{int((got != want).sum())} voxels differ"
