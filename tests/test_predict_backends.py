@@ -211,3 +211,16 @@ def test_real_ct_labels_equal_torch(backend, tmp_path):
     assert meta["inference"]["backend"] == backend
     assert len(np.unique(want)) > 3  # the U-Net's share moves labels: equality is a real check
     assert np.array_equal(got, want), f"{int((got != want).sum())} voxels differ"
+
+
+def test_predict_without_the_extra_stops_before_writing(tmp_path, monkeypatch):
+    from conftest import real_data
+    from suprem_nnunet.cli.common import one_line
+
+    image = real_data("totalseg_example_sm", "ct.nii.gz")
+    monkeypatch.setattr(bk, "openvino_version", lambda: None)
+    with pytest.raises(BackendError) as e:
+        predict_folder(band_model_on_3mm(), image, tmp_path / "out", "openvino", None)
+    assert one_line(e.value) == ("--backend openvino needs OpenVINO: pip install 'suprem-nnunet[openvino]' "
+                                 f"(openvino=={ove.OPENVINO_PIN})")
+    assert not list((tmp_path / "out").glob("*.nii.gz")) and not (tmp_path / "out" / "dataset.json").exists()
