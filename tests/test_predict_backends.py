@@ -224,3 +224,11 @@ def test_predict_without_the_extra_stops_before_writing(tmp_path, monkeypatch):
     assert one_line(e.value) == ("--backend openvino needs OpenVINO: pip install 'suprem-nnunet[openvino]' "
                                  f"(openvino=={ove.OPENVINO_PIN})")
     assert not list((tmp_path / "out").glob("*.nii.gz")) and not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_broken_inductor_cache_names_the_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    e = ImportError(f"{tmp_path}/inductor/7k/c7k.main.so: file too short")
+    line = bk.compile_failure(small_unet(), (1, 1, 16, 16, 16), e)
+    assert "\n" not in line and line.startswith("torch.compile could not build PlainConvUNet for input [1, 1, 16, 16, 16]")
+    assert f"inductor's kernel cache {tmp_path / 'inductor'} holds a broken file" in line

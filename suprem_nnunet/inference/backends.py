@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -70,6 +70,21 @@ def check_available(name: str) -> None:
 
         if openvino_version() is None:
             raise BackendError(f"--backend openvino needs OpenVINO: {INSTALL_HINT}")
+
+
+def compile_failure(network: nn.Module, shape, e: BaseException) -> str:
+    """One line for a torch.compile failure; a broken kernel file (an interrupted compile leaves an empty
+    .so in inductor's cache) names the cache to delete."""
+    text = str(e)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0][:200] if lines else type(e).__name__
+    fix = "use --backend torch"
+    if "file too short" in text or "invalid ELF header" in text:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        fix = (f"inductor's kernel cache {cache_dir()} holds a broken file left by an interrupted compile: "
+               f"delete that folder (or set TORCHINDUCTOR_CACHE_DIR elsewhere), or use --backend torch")
+    return f"torch.compile could not build {type(network).__name__} for input {list(shape)} ({first}); {fix}"
 
 
 class BackendNetwork(nn.Module):
@@ -126,7 +141,12 @@ class CompiledNetwork(BackendNetwork):
         if self._compiled is None:
             self._compiled = torch.compile(self.network, backend="inductor", dynamic=False,
                                            options={"freezing": True})
-        return self._compiled(x)
+        try:
+            return self._compiled(x)
+        except Exception as e:  # noqa: BLE001 -- dynamo/inductor failures become one line naming the fix
+            if not type(e).__module__.startswith(("torch._inductor", "torch._dynamo")):
+                raise
+            raise BackendError(compile_failure(self.network, x.shape, e)) from None
 
     def provenance(self) -> Dict:
         return {"backend": self.name, "torch": torch.__version__, "freezing": True}
@@ -268,4 +288,4 @@ class BackendConfig:
     """Which backend runs the network, and where OpenVINO's exports are cached (None: default_cache_dir())."""
 
     name: str = "torch"
-    cache_dir: Optional[Path] = field(default=None)
+    cache_dir: Optional[Union[str, Path]] = None
