@@ -99,6 +99,8 @@ def data_parser(p: argparse.ArgumentParser, predict: bool) -> None:
         p.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "compile", "openvino", "auto"],
                        help="our network's backends, each benchmarked per window (time, GFLOP/s, %% of a conv3d peak "
                             "measured in the same run) and per case against nnU-Net")
+        p.add_argument("--windows-only", action="store_true",
+                       help="with --backends: only the peak and the per-window rows, no whole-case prediction")
         p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
                        help="our network in bfloat16 on CPU (auto: where the CPU has native bf16); nnU-Net's "
                             "stays float32")
@@ -120,8 +122,8 @@ def run_data(args, predict: bool) -> List[Dict]:
     if predict:
         mirrors = {"off": [False], "on": [True], "both": [False, True]}[args.mirror]
         bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
-        rows = bench_backends(args, bf16) if args.backends != ["torch"] else []
-        for backend in args.backends:
+        rows = bench_backends(args, bf16) if args.backends != ["torch"] or args.windows_only else []
+        for backend in ([] if args.windows_only else args.backends):
             rows += bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features, bf16,
                                      repeat=max(1, args.repeat), backend=BackendConfig(backend))
         for r in rows:
