@@ -47,6 +47,7 @@ setup(
         "highdicom>=0.28",  # DICOM-SEG output (suprem_predict --output-type dicom-seg); 0.28.2 tested
         "pynrrd>=1.0",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # openvino: `suprem_predict --backend openvino` (pinned: the version its accuracy tests ran with)
+    extras_require={"test": ["pytest>=7"], "openvino": ["openvino==2026.4.1"]},
     entry_points={"console_scripts": [f"{k}={v}" for k, v in COMMANDS.items()]},
 )

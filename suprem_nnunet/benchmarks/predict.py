@@ -129,7 +129,7 @@ def run_nnunet(p, image: Path) -> np.ndarray:
 def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[bool], step: float = 0.5,
                   patch: int = 64, unet_features: int = 8, bf16: Optional[bool] = False,
                   warmup: bool = True, repeat: int = 1, device: str = "cpu",
-                  warmup_image: Optional[Path] = None) -> List[Dict]:
+                  warmup_image: Optional[Path] = None, backend=None) -> List[Dict]:
     """cases: (name, image, also run nnU-Net). One row per case and mirroring setting. `bf16`: ours runs
     the network in bfloat16 (None: where the CPU has native bf16). `warmup`: both sides first predict the
     smallest case once, untimed, so that neither side's first timed case pays the process's one-time
@@ -137,23 +137,26 @@ def bench_predict(cases: Sequence[Tuple[str, Path, bool]], mirrors: Sequence[boo
     times by each side, alternating; times are medians (`time_ratio_range`: the per-pair ratios), peak
     memory the largest. `device`: where both sides run the network (nnU-Net's predictor keeps its
     defaults there, e.g. everything on the device for CUDA); `warmup_image`: the image of the warm-up
-    (default: the smallest case)."""
+    (default: the smallest case); `backend`: where our network runs (`inference/backends.BackendConfig`;
+    None: torch), its warm-up export or compile paid in the warm-up."""
     model = benchmark_model(patch=patch, unet_features=unet_features)
     dev = torch.device(device)
     if warmup and cases:  # one-time costs (lazy imports, oneDNN kernel generation) before anything is timed
         small = warmup_image or min(cases, key=lambda c: c[1].stat().st_size)[1]
-        w = make_predictor(model, dev, mirror=False, step_size=step, bf16=bf16)
+        w = make_predictor(model, dev, mirror=False, step_size=step, bf16=bf16, backend=backend)
         w.allow_tqdm = False
         w.predict_case([str(small)])
         run_nnunet(nnunet_predictor(model, False, step, dev), small)
         del w
     rows = []
     for mirror in mirrors:
-        ours = make_predictor(model, dev, mirror=mirror, step_size=step, bf16=bf16)
+        ours = make_predictor(model, dev, mirror=mirror, step_size=step, bf16=bf16, backend=backend)
         ours.allow_tqdm = False
+        if warmup and backend is not None and backend.name != "torch":  # this predictor's own compile/choice
+            ours.predict_case([str(min(cases, key=lambda c: c[1].stat().st_size)[1])])
         ref = nnunet_predictor(model, mirror, step, dev)
         for name, image, with_nnunet in cases:
-            row = {"benchmark": "predict", "case": name, "device": device, "mirroring": mirror, "step": step,
+            row = {"benchmark": "predict", "backend": backend.name if backend is not None else "torch", "case": name, "device": device, "mirroring": mirror, "step": step,
                    "classes": 32, "torch_threads": torch.get_num_threads(), "ours_bf16": ours.bf16, "repeats": repeat}
             ours_runs, ref_runs = [], []
             for _ in range(repeat):  # alternating, so that slow phases of a shared machine hit both sides

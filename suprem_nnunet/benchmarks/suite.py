@@ -28,6 +28,9 @@ from ..networks.registry import get_backbone
 from . import predict as bp
 from .partial_labels import DEFAULT_ARMS, DEFAULT_SOURCES, SAMPLING_ARMS, PartialBenchConfig, format_table, run_benchmark
 from .scale import add_arguments, run_cli
+from ..inference.backends import BackendConfig
+from .backends import bench_windows, measure_peak
+from ..models.trained import build_trained_network
 
 
 def bench_phantom(n: int = 3) -> float:
@@ -98,6 +101,11 @@ def data_parser(p: argparse.ArgumentParser, predict: bool) -> None:
         p.add_argument("--unet-features", type=int, default=8)
         p.add_argument("--repeat", type=int, default=1,
                        help="predict each case this many times per side, alternating; report medians")
+        p.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "compile", "openvino", "auto"],
+                       help="our network's backends, each benchmarked per window (time, GFLOP/s, %% of a conv3d peak "
+                            "measured in the same run) and per case against nnU-Net")
+        p.add_argument("--windows-only", action="store_true",
+                       help="with --backends: only the peak and the per-window rows, no whole-case prediction")
         p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
                        help="our network in bfloat16 on CPU (auto: where the CPU has native bf16); nnU-Net's "
                             "stays float32")
@@ -117,14 +125,18 @@ def run_data(args, predict: bool) -> List[Dict]:
     if predict:
         mirrors = {"off": [False], "on": [True], "both": [False, True]}[args.mirror]
         bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
-        rows = bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features, bf16,
-                                repeat=max(1, args.repeat))
+        rows = bench_backends(args, bf16) if args.backends != ["torch"] or args.windows_only else []
+        for backend in ([] if args.windows_only else args.backends):
+            rows += bp.bench_predict(cases, mirrors, args.step, args.patch, args.unet_features, bf16,
+                                     repeat=max(1, args.repeat), backend=BackendConfig(backend))
         for r in rows:
+            if r["benchmark"] != "predict":
+                continue
             ratio = (f"time x{r['time_ratio']} (CPU time x{r['cpu_ratio']}"
                      + (f"; {r['repeats']} pairs: x{min(r['time_ratio_range'])}-x{max(r['time_ratio_range'])}"
                         if r.get("time_ratio_range") else "") + f"), min DSC {r['min_dsc']} over "
                      f"{r['classes_compared']} classes, masks equal: {r['masks_equal']}") if "time_ratio" in r else ""
-            print(f"predict {r['case']:<38} mirror {'on ' if r['mirroring'] else 'off'} ours "
+            print(f"predict {r['backend']:<8} {r['case']:<38} mirror {'on ' if r['mirroring'] else 'off'} ours "
                   f"({'bf16' if r['ours_bf16'] else 'fp32'}, {r['windows_run']} windows run, {r['windows_skipped']} "
                   f"skipped) {r['ours_s']:8.1f} s peak RSS {r['ours_peak_gib']:6.2f} GiB"
                   + (f" | nnU-Net {r['nnunet_s']:8.1f} s peak RSS {r['nnunet_peak_gib']:6.2f} GiB | {ratio}"
@@ -140,6 +152,24 @@ def run_data(args, predict: bool) -> List[Dict]:
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def bench_backends(args, bf16) -> List[Dict]:
+    """The peak conv3d and one row per backend for the benchmark model's network at --patch."""
+
+    if bf16:
+        raise ValueError("--backends compares float32 backends; drop --bf16")
+    peak = measure_peak()
+    print(f"peak: oneDNN conv3d {peak['shape']} float32: {peak['gflops']:.1f} GFLOP/s", flush=True)
+    model = bp.benchmark_model(patch=args.patch, unet_features=args.unet_features)
+    rows = [peak] + bench_windows(lambda: build_trained_network(model).eval(), (args.patch,) * 3, args.backends,
+                                  peak_gflops=peak["gflops"])
+    for r in rows[1:]:
+        print(f"window {r['backend']:<8} {r['patch']} {r['threads']} thread(s): {r['window_s']:.3f} s "
+              f"({r['gflop_per_window']} GFLOP, {r['gflops']} GFLOP/s, {r['pct_of_peak']} % of peak; first call "
+              f"{r['first_s']} s; max |Δ logits| / max |logit| {r['relative_error']}"
+              + (f"; auto chose {r['chosen']}" if "chosen" in r else "") + ")", flush=True)
     return rows
 
 

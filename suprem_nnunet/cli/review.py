@@ -21,6 +21,8 @@ def build_parser():
     s.add_argument("--tta-model", default=None, help="model folder or checkpoint: write flipped passes of it "
                                                     "(OUTPUT/tta/) and score them with the given folders")
     s.add_argument("--device", default="cpu", help="device for --tta-model")
+    s.add_argument("--backend", default="torch", choices=["torch", "compile", "openvino", "auto"],
+                   help="CPU backend of --tta-model's network (as suprem_predict --backend)")
     s.add_argument("--no-attention", action="store_true", help="no attention NIfTI / preview")
     s.add_argument("--no-preview", action="store_true", help="no preview PNG")
     i = sub.add_parser("import", help="revised label maps replace the AI's in a raw dataset (versioned, reported)",
@@ -42,11 +44,13 @@ def _main(args) -> int:
         if not dirs and not args.tta_model:
             raise InputError("give probability folders (suprem_predict --save-probabilities) or --tta-model")
         if args.tta_model:
+            from ..inference.backends import BackendConfig
             from ..review.tta import tta_passes
 
             if args.images is None:
                 raise InputError("--tta-model needs --images (the CTs to predict)")
-            dirs += [str(d) for d in tta_passes(args.tta_model, args.images, Path(args.output) / "tta", args.device)]
+            dirs += [str(d) for d in tta_passes(args.tta_model, args.images, Path(args.output) / "tta", args.device,
+                                                backend=BackendConfig(args.backend))]
         records = run_score(dirs, args.output, args.images, not args.no_attention, not args.no_preview)
         from ..review.queue import rank_cases
 

@@ -19,6 +19,7 @@ from ..dataset.cases import IMAGE_ENDINGS, check_readable, list_inputs
 from ..dataset.raw import atomic_write_json, label_names
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from ..sharding import check_part, take_part
+from .backends import BackendConfig, BackendError, make_backend, network_provenance
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
@@ -105,7 +106,8 @@ def build_network(model: TrainedModel) -> torch.nn.Module:
 
 def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[bool] = None,
                    step_size: float = 0.5, fast: bool = False, fast_data_path: bool = True,
-                   bf16: Optional[bool] = False, fast_roi: bool = False):
+                   bf16: Optional[bool] = False, fast_roi: bool = False,
+                   backend: Optional[BackendConfig] = None):
     """One `SupremPredictor` for a whole folder: network built and weights loaded once.
 
     `fast_data_path=False` gives nnU-Net's own data path (scipy/skimage resampling, full-resolution
@@ -113,7 +115,8 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
     comparison. `bf16`: the network in bfloat16 on CPU (None: where the CPU has native bf16; default off:
     on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984).
     `fast_roi`: a `FastRoiPredictor`, which with `roi_labels` set locates the ROI with a coarse pass and
-    runs only the full-resolution windows that reach it (`inference.fast_roi`)."""
+    runs only the full-resolution windows that reach it (`inference.fast_roi`).
+    `backend`: where the network runs on CPU (`inference/backends.py`; default torch)."""
     from contextlib import redirect_stdout
 
 
@@ -131,6 +134,10 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
     predictor.mirror_swap = model_prediction_swap(model, axes) if use_mirror else None  # left/right pairs
+    if backend is not None and backend.name != "torch":
+        if device.type != "cpu":
+            raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device.type}")
+        predictor.network = make_backend(backend.name, predictor.network, backend.cache_dir, predictor.bf16)
     return predictor
 
 
@@ -187,6 +194,8 @@ class PredictConfig:
     num_parts: int = 1
     part_id: int = 0
     roi_full: bool = False
+    backend: Optional[BackendConfig] = None
+    threads: Optional[int] = None
 
 
 def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Path]:
@@ -214,6 +223,7 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
     names = label_names(m.dataset_json)
     roi = validate_roi(cfg.roi_subset, names, str(m.path))
     dev = torch.device(cfg.device)
+    set_threads(cfg.threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(names)}
@@ -230,7 +240,7 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
         skipped = split_bad_cases(cases, cfg.skip_bad)
         fast_roi = bool(roi) and not cfg.roi_full and not cfg.save_probabilities
         predictor = make_predictor(m, dev, cfg.mirror, cfg.step_size, cfg.fast, cfg.fast_data_path, cfg.bf16,
-                                   fast_roi=fast_roi)
+                                   fast_roi=fast_roi, backend=cfg.backend)
         predictor.roi_labels = sorted(kept.values()) if roi else None  # export only these classes
         for c in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             res = predictor.predict_case(cases[c], probabilities=cfg.save_probabilities)
@@ -248,9 +258,20 @@ def predict(config: Union[PredictConfig, str, Path], *args, **kwargs) -> List[Pa
     write_class_table(out, kept)
     write_skipped(out, skipped, cfg.skip_bad, cfg.num_parts, cfg.part_id)
     atomic_write_json(out / "dataset.json", {"labels": {"background": 0, **kept}, "file_ending": ending,
-                                             "model": str(m.path)})
+                                             "model": str(m.path), "inference": {
+                                                 **network_provenance(predictor.network), "device": dev.type,
+                                                 "threads": torch.get_num_threads(), "bf16": predictor.bf16}})
     log.info("wrote %d prediction(s) to %s", len(written), out)
     return written
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """torch's intra-op threads for this process (None: unchanged); ValueError for a count below 1."""
+    if threads is None:
+        return
+    if int(threads) < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(int(threads))
 
 
 def _read_image(path: Union[str, Path]):

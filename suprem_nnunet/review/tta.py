@@ -28,14 +28,15 @@ PathLike = Union[str, Path]
 
 
 def tta_passes(model: Union[PathLike, object], images: PathLike, out_dir: PathLike, device: str = "cpu",
-               axes: Optional[Sequence[int]] = None) -> List[Path]:
-    """Write the passes (see the module docstring); returns the pass folders."""
+               axes: Optional[Sequence[int]] = None, backend: Optional[object] = None) -> List[Path]:
+    """Write the passes (see the module docstring); returns the pass folders. `backend`: where the network
+    runs on CPU (`inference.backends.BackendConfig`; None: torch)."""
 
     m = model if isinstance(model, TrainedModel) else read_trained_model(model)
     names = label_names(m.dataset_json)
     cases = list_inputs(images, len(m.dataset_json["channel_names"]))
     check_readable([f for fl in cases.values() for f in fl])
-    predictor = make_predictor(m, torch.device(device), mirror=False)
+    predictor = make_predictor(m, torch.device(device), mirror=False, backend=backend)
     plan = m.mirroring
     if axes is not None:
         axes = tuple(int(a) for a in axes)
