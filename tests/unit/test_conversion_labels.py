@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import conversion_replicas  # noqa: F401  (puts the repository on sys.path)
+import helpers.conversion_replicas  # noqa: F401  (puts the repository on sys.path)
 from dataset_conversion.labelspace import LabelMapper, unified_order
 from dataset_conversion.sides import Geometry, split_left_right
 from suprem_nnunet.labels import ATLAS_CLASSES, is_known

@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from suprem_nnunet.training.checkpoint import load_checkpoint, read_trained_model
 
-from conftest import run_cli
+from helpers.cli import run_cli
 
 TINY = ["--size", "32", "--spacing", "10"]
 BUDGET = ["--device", "cpu", "--epochs", "1", "--iterations-per-epoch", "2", "--val-iterations", "1"]

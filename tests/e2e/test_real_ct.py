@@ -5,7 +5,7 @@ import SimpleITK as sitk
 from suprem_nnunet.dataset.raw import write_annotated_classes, write_dataset_json
 from suprem_nnunet.labels import totalseg_v2_id_to_unified
 
-from conftest import real_data
+from helpers.paths import real_data
 
 CLASSES = ["liver", "spleen", "kidney_left", "kidney_right", "stomach", "aorta", "postcava", "pancreas"]
 

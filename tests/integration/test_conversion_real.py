@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conversion_replicas import REAL, centroid_x, read_dataset
+from helpers.conversion_replicas import REAL, centroid_x, read_dataset
 from dataset_conversion.errors import BadInputError
 from dataset_conversion.imageio import align_to, label_array, read_dicom_series, read_image, to_lps
 from dataset_conversion.registry import create

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
+
 DS = "Dataset061_DdpTiny"
 CLASSES = ["liver", "spleen"]
 WORLD = 2

@@ -21,7 +21,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import real_data, run_cli
+from helpers.cli import run_cli
+from helpers.paths import real_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from conversion_replicas import (check_case, masks, phantom, read_dataset, sitk_image, source_label,
+from helpers.conversion_replicas import (check_case, masks, phantom, read_dataset, sitk_image, source_label,
                                  write_dicom_series)
 from dataset_conversion.errors import BadInputError
 from dataset_conversion.imageio import read_dicom_series

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import real_data
+from helpers.paths import real_data
 from suprem_nnunet.cli import predict as predict_cli
 from suprem_nnunet.inference.outputs import read_probabilities
 from suprem_nnunet.inference.predict import predict

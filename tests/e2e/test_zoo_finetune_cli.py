@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from conftest import run_cli
+from helpers.cli import run_cli
 
 
 def test_release_finetunes_and_predicts_by_zoo_name(tmp_path):

@@ -1,8 +1,6 @@
 """Synthetic state dicts built from the release layout files load 100 % into our networks."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -11,7 +9,9 @@ from suprem_nnunet.networks.universal import UniversalModel
 from suprem_nnunet.zoo.convert import detect_layout, load_matching, to_adapter_keys
 from suprem_nnunet.zoo.layouts import read_layout, synthetic_state_dict
 
-LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"
+from helpers.paths import DATA
+
+LAYOUTS = DATA / "checkpoint_layouts"
 
 
 def _adapter(name: str, num_classes: int):

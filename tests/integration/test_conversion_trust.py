@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from conversion_replicas import (lps, masks, phantom, read_dataset, read_label, sitk_image, source_label, write,
+from helpers.conversion_replicas import (lps, masks, phantom, read_dataset, read_label, sitk_image, source_label, write,
                                  write_dicom_series)
 from dataset_conversion.duplicates import SearchStats, group_duplicates
 from dataset_conversion.errors import ConversionError

@@ -22,7 +22,9 @@ from suprem_nnunet.zoo.presets import load_preset
 from suprem_nnunet.zoo.release import load_released, resolve_pretrained
 from suprem_nnunet.zoo.store import ZooError, import_checkpoint, read_index, sha256_file
 
-LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"
+from helpers.paths import DATA
+
+LAYOUTS = DATA / "checkpoint_layouts"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conversion_replicas import phantom, read_dataset, sitk_image, source_label, write
+from helpers.conversion_replicas import phantom, read_dataset, sitk_image, source_label, write
 from dataset_conversion import cli
 from dataset_conversion.errors import BadInputError
 from dataset_conversion.registry import SOURCES

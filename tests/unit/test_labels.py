@@ -4,7 +4,7 @@ import pytest
 from suprem_nnunet.labels import (ATLAS_CLASSES, ATLAS_IDS, BY_NAME, CLASSES, SYNONYMS, TOTALSEG_V2, atlas_id,
                                   canonical, canonical_labels, host_of, is_known, totalseg_v2_id_to_unified)
 
-from conftest import real_data
+from helpers.paths import real_data
 
 ATLAS_ORDER = ["aorta", "gall_bladder", "kidney_left", "kidney_right", "liver", "pancreas", "postcava", "spleen",
                "stomach", "adrenal_gland_left", "adrenal_gland_right", "bladder", "celiac_trunk", "colon",

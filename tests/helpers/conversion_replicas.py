@@ -16,11 +16,11 @@ import SimpleITK as sitk
 
 from suprem_nnunet.synth.phantom import Phantom, PhantomGenerator
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # the editable install predates dataset_conversion/
-    sys.path.insert(0, str(_ROOT))
+from helpers.paths import REAL, ROOT
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+if str(ROOT) not in sys.path:  # the editable install predates dataset_conversion/
+    sys.path.insert(0, str(ROOT))
+
 SHAPE = (32, 28, 24)  # (x, y, z) voxels
 SPACING = (11.0, 10.0, 10.0)  # mm
 

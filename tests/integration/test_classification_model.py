@@ -13,7 +13,7 @@ from suprem_nnunet.classification.model import EncoderSpec, build_network, load_
 from suprem_nnunet.classification.data import SUBTYPES
 from suprem_nnunet.networks.registry import BACKBONES
 
-from tiny_plans import DATASET, tiny_plans
+from helpers.tiny_plans import DATASET, tiny_plans
 
 
 def test_every_backbone_has_an_encoder_extractor():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conversion_replicas import (check_case, lps, masks, phantom, read_dataset, read_label, source_label,
+from helpers.conversion_replicas import (check_case, lps, masks, phantom, read_dataset, read_label, source_label,
                                  write)
 from dataset_conversion.runner import convert
 from suprem_nnunet.labels import TOTALSEG_V1, TOTALSEG_V2, totalseg_group

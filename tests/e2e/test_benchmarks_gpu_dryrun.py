@@ -12,7 +12,7 @@ import pytest
 
 from suprem_nnunet.benchmarks import gpu
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
 
 
 @pytest.fixture

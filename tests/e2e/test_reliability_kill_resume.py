@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import ROOT
+from helpers.paths import ROOT
 
 DS = "Dataset061_Kill"
 CLASSES = ["liver", "spleen", "kidney_left"]
@@ -279,7 +279,7 @@ def test_no_readable_checkpoint_starts_from_scratch(world, caplog):
 def test_conversion_killed_then_rerun_is_byte_identical(tmp_path, point, target, n):
     """SIGKILL at a step of suprem_convert; the rerun completes with the uninterrupted conversion's
     bytes (a regression test: conversion was already resumable)."""
-    from conversion_replicas import phantom, source_label, write
+    from helpers.conversion_replicas import phantom, source_label, write
     from dataset_conversion.runner import convert
 
     for i in range(3):
@@ -322,7 +322,7 @@ def kill_rerun_and_compare(tmp_path: Path, target: str, n: int, point: str, args
 def test_merge_killed_then_rerun_is_byte_identical(tmp_path, point, target, n):
     """SIGKILL at a step of `suprem_convert merge` (two converted sources, LiTS and MSD Task09);
     the rerun completes with the uninterrupted merge's bytes, thumbnails and case records included."""
-    from conversion_replicas import phantom, source_label, write
+    from helpers.conversion_replicas import phantom, source_label, write
     from dataset_conversion.merge import merge
     from dataset_conversion.runner import convert
 

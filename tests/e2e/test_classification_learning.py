@@ -25,7 +25,7 @@ from suprem_nnunet.classification.model import EncoderSpec, build_network
 from suprem_nnunet.seeding import seed_everything
 from suprem_nnunet.training.base import TrainingBudget
 
-from tiny_plans import DATASET, tiny_plans
+from helpers.tiny_plans import DATASET, tiny_plans
 
 SPACING = 6.0
 SHAPE = (40, 40, 40)

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from suprem_nnunet.evaluation.metrics import dice, normalized_surface_dice
 
-from conftest import real_data
+from helpers.paths import real_data
 
 TOL = 0.01
 

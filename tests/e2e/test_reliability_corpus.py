@@ -29,8 +29,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import pytest
 import SimpleITK as sitk
 
-import bad_inputs as bi
-from conftest import ROOT
+from helpers import bad_inputs as bi
+from helpers.paths import ROOT
 
 TABLE = Path(__file__).with_name("reliability.md")
 CORPUS_DS, CORPUS_ID = "Dataset240_Corpus", 240

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import real_data
-from dicom_synth import reference_read, sample, write_series
+from helpers.paths import real_data
+from helpers.dicom_synth import reference_read, sample, write_series
 from suprem_nnunet.dataset.dicom_io import DicomSeriesError, read_series
 from suprem_nnunet.inference.dicom import series_to_nifti
 from suprem_nnunet.inference.predict import check_readable, resolve_inputs

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import real_data
-from dicom_synth import write_series
+from helpers.paths import real_data
+from helpers.dicom_synth import write_series
 from suprem_nnunet.cli import predict as predict_cli
 from suprem_nnunet.dataset.dicom_io import read_series
 from suprem_nnunet.inference.dicom_seg import write_dicom_seg
