@@ -3,9 +3,9 @@ for real and the table's DSC comes from them.
 
 An untrained (or trivially predicting) network cannot reach liver DSC 0.4 on these phantoms: the
 liver fills about a tenth of the volume, so even "everything is liver" scores about 0.2. After 300
-pre-training iterations the pre-trained arm segments it: 0.49-0.52 measured with this code (0.77
-with the previous fingerprint, whose intensity statistics differed in the fifth digit: this tiny
-budget is chaotic, so the bound sits at twice the trivial score, not at the value seen)."""
+pre-training iterations the pre-trained arm segments it: 0.49-0.52 measured (0.77 with a fingerprint
+whose intensity statistics differ in the fifth digit: this tiny budget is chaotic, so the bound sits
+at twice the trivial score, not at the value seen)."""
 from __future__ import annotations
 
 import csv

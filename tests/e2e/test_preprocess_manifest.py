@@ -86,8 +86,8 @@ def test_preprocessing_writes_the_marker_with_the_raw_manifest(world):
 
 
 def test_imported_revision_reaches_suprem_train(world, tmp_path, monkeypatch, caplog):
-    """Old code: `suprem_review import` removed the case's preprocessed files and `suprem_train`
-    trained on without them (the revised label never reached training)."""
+    """`suprem_review import` removes the case's preprocessed files; `suprem_train` preprocesses that
+    case again, so the revised label reaches training (rather than training on without it)."""
     from suprem_nnunet.review.revisions import import_revisions
 
     data, raw = world["data"], world["raw"]
@@ -120,7 +120,7 @@ def test_imported_revision_reaches_suprem_train(world, tmp_path, monkeypatch, ca
 
 def test_preprocessing_killed_before_the_marker_is_redone(world, monkeypatch):
     """A folder without the marker (killed before the end: one case never written) is preprocessed
-    again before training. Old code: `suprem_train` trained on the two cases that were there."""
+    again before training (rather than `suprem_train` training on the two cases that are there)."""
     data = world["data"]
     marker_path(data).unlink()
     for f in data.glob("manifest_002*"):
@@ -132,8 +132,8 @@ def test_preprocessing_killed_before_the_marker_is_redone(world, monkeypatch):
 
 def test_label_edited_in_place_reaches_suprem_finetune(world):
     """`suprem_finetune`'s target preparation: a label edited in place after a completed
-    preprocessing is preprocessed again, and only that case. Old code: the plans were equal and
-    every case had a readable .pkl, so the stale label was used."""
+    preprocessing is preprocessed again, and only that case (the plans are equal and every case has
+    a readable .pkl, so only the manifest tells the label is stale)."""
     from suprem_nnunet.training.finetune import prepare_target
 
     plans = json.loads(json.dumps(world["plans"]))

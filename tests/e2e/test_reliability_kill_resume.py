@@ -149,7 +149,7 @@ def world(tmp_path_factory, one_torch_thread):
     kill_when(start(args, _env()), first(pre, "*/*.b2nd"), "the first preprocessed case")
     killed = sorted(p.name for p in pre.glob("*/*") if p.suffix in (".b2nd", ".pkl"))
     fingerprint = pre / "dataset_fingerprint.json"  # as if killed while nnU-Net wrote it in place
-    fingerprint.write_text(fingerprint.read_text()[:100])  # (old code: the rerun fails to parse it)
+    fingerprint.write_text(fingerprint.read_text()[:100])  # (the rerun must not fail to parse it)
     plan_and_preprocess(DS, "nnunet", ("3d_fullres",), PlanningCaps((32, 32, 32), 8, 32, 2), num_processes=1,
                         verify=False)
     trainer = build_trainer(SupremPretrainer, DS, plans_name_for("nnunet"))
@@ -189,8 +189,8 @@ def test_training_killed_twice_resumes_to_the_uninterrupted_state(world, caplog)
     """suprem_train is SIGKILLed (1) as soon as checkpoint_latest.pth appears (end of epoch 1 of 3),
     then, rerun, (2) while torch.save has written half of its next checkpoint_latest; the third run
     completes. Each rerun continues from the last complete checkpoint; the final state matches the
-    uninterrupted run. Old code: checkpoint_latest.pth is written in place, so kill (2) leaves it
-    truncated and the rerun dies reading it (and kill (1) usually catches it half-written)."""
+    uninterrupted run. Written in place, checkpoint_latest.pth would be left truncated by kill (2) and
+    the rerun would die reading it (and kill (1) would usually catch it half-written)."""
     from suprem_nnunet.training.checkpoint import load_checkpoint
 
     env = _results_env(world, "res_kill")
@@ -246,7 +246,7 @@ def _resume_in_process(world, name: str, caplog, epochs: int = EPOCHS):
 
 def test_truncated_latest_checkpoint_falls_back_to_final(world, caplog):
     """A truncated checkpoint_latest.pth (half of a real one) is skipped with a warning; the complete
-    final one is used. Old code: resume raised 'not a readable PyTorch checkpoint'."""
+    final one is used; resuming does not stop at 'not a readable PyTorch checkpoint'."""
     fold = _copy_run(world, "res_trunc")
     data = (fold / "checkpoint_final.pth").read_bytes()
     (fold / "checkpoint_latest.pth").write_bytes(data[: len(data) // 2])
@@ -257,7 +257,7 @@ def test_truncated_latest_checkpoint_falls_back_to_final(world, caplog):
 
 
 def test_no_readable_checkpoint_starts_from_scratch(world, caplog):
-    """Every checkpoint truncated: warnings, then training from epoch 0 (old code: crash)."""
+    """Every checkpoint truncated: warnings, then training from epoch 0 (no crash)."""
     from suprem_nnunet.training.checkpoint import load_checkpoint
 
     fold = _copy_run(world, "res_none")
@@ -278,7 +278,7 @@ def test_no_readable_checkpoint_starts_from_scratch(world, caplog):
 ])
 def test_conversion_killed_then_rerun_is_byte_identical(tmp_path, point, target, n):
     """SIGKILL at a step of suprem_convert; the rerun completes with the uninterrupted conversion's
-    bytes (a regression test: conversion was already resumable)."""
+    bytes."""
     from helpers.conversion_replicas import phantom, source_label, write
     from dataset_conversion.runner import convert
 
@@ -372,7 +372,7 @@ def test_preprocessing_killed_then_rerun_gives_complete_data(world):
 def test_prediction_killed_leaves_no_partial_output(world, tmp_path):
     """Killed after its first case is written to its temporary folder: nothing under a final name
     in the output folder; the rerun writes every case and removes the killed run's temporary
-    folder (old code: `.tmp-<pid>/` of a killed run stayed in the output folder for good)."""
+    folder (the `.tmp-<pid>/` of a killed run does not stay in the output folder)."""
     from suprem_nnunet.inference.predict import predict
 
     images = world["root"] / "nnUNet_raw" / DS / "imagesTs"
@@ -400,8 +400,8 @@ def test_prediction_killed_leaves_no_partial_output(world, tmp_path):
 @pytest.mark.parametrize("module,args", [("dataset_conversion.cli", ["--list"]),
                                          ("suprem_nnunet.cli.zoo", ["list"])])
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path, module, args):
-    """`suprem_convert --list | head`: the reader is gone before the command writes. Old code: a
-    BrokenPipeError traceback (or 'Exception ignored ... BrokenPipeError' at exit) and a failure status."""
+    """`suprem_convert --list | head`: the reader is gone before the command writes: no
+    BrokenPipeError traceback (nor 'Exception ignored ... BrokenPipeError' at exit) and no failure status."""
     env = _env(SUPREM_HOME=tmp_path, SUPREM_ZOO=tmp_path / "zoo", nnUNet_raw=tmp_path / "raw", nnUNet_preprocessed=tmp_path / "pre",
                nnUNet_results=tmp_path / "res")
     proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=str(ROOT), env=env,
@@ -415,7 +415,7 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path, module, args):
 
 def test_released_model_prediction_interrupted_while_writing_leaves_no_file(tmp_path, monkeypatch):
     """The direct-inference path (released checkpoints) writes through a temporary name too: a write
-    that dies half way leaves nothing under the final name (old code: a truncated case.nii.gz)."""
+    that dies half way leaves nothing under the final name (no truncated case.nii.gz)."""
     import torch
 
     from suprem_nnunet.zoo.predict import predict_released
@@ -451,7 +451,7 @@ def test_released_model_prediction_interrupted_while_writing_leaves_no_file(tmp_
 
 def test_finetune_target_with_a_truncated_case_is_preprocessed_again(world, tmp_path):
     """Fine-tuning reuses the target's preprocessed data when every case is there; a case whose .pkl
-    a killed run left truncated is not 'there' (old code counted .pkl files and trained on it)."""
+    a killed run left truncated is not 'there' (counting .pkl files would train on it)."""
     import json
     import pickle
 

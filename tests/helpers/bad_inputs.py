@@ -1,8 +1,8 @@
 """A corpus of bad inputs (issue 13, part 1): every kind of broken file a user can hand the commands.
 
 Each `BadInput` writes one broken thing from tiny arrays (8x8x8 voxels), so the whole corpus takes
-well under a second. `tests/test_reliability_corpus.py` drives every input through every command
-that reads it; `python tests/bad_inputs.py OUT` writes the corpus to a folder to look at.
+well under a second. `tests/e2e/test_reliability_corpus.py` drives every input through every command
+that reads it; `python tests/helpers/bad_inputs.py OUT` writes the corpus to a folder to look at.
 
 Kinds (what the writer is given, where the test puts the result):
   image       `write(dest)`: a broken CT file at `dest` (a case's image)
@@ -319,7 +319,7 @@ def _zip_truncated(dest: Path, good: Path) -> None:
 # ---------------------------------------------------------------------------- the corpus
 @dataclass(frozen=True)
 class BadInput:
-    name: str  # short id, the first column of tests/reliability.md
+    name: str  # short id, the first column of tests/e2e/reliability.md
     kind: str  # see the module docstring
     what: str  # one line for the table
     write: Optional[Callable] = None  # None for kind 'environment'

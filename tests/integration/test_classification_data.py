@@ -22,7 +22,8 @@ def _digest(ph) -> str:
 
 
 def test_legacy_phantoms_unchanged():
-    """Digests computed with the generator before sub-type lesions existed (commit 0bcceb1)."""
+    """Phantoms without sub-type lesions keep their voxels: digests of the generator without the
+    sub-type lesion code (commit 0bcceb1)."""
     expected = {0: "aeb59542e6a6c689", 7: "6f984699214ce518", 123: "8fbdf1fd1c39bdd1"}
     for seed, want in expected.items():
         ph = PhantomGenerator(seed)((24, 20, 16), (12.0, 12.0, 14.0), "RAS", hu_offsets={"liver": -30.0})

@@ -50,7 +50,7 @@ def _pred_dir(tmp_path, labels, cases, name="pred"):
 
 
 def test_case_ids_ending_in_four_digits_are_separate_cases(tmp_path):
-    """Old code: 'btcv_0001', 'btcv_0002', 'amos_0005' collapsed to keys 'btcv' / 'amos' (1 case per dataset)."""
+    """'btcv_0001', 'btcv_0002', 'amos_0005' are three cases, not keys 'btcv' / 'amos' (1 case per dataset)."""
     cases = {"btcv_0001": _blocks(l1=(1, 3)), "btcv_0002": _blocks(l1=(4, 7)), "amos_0005": _blocks(l1=(2, 6))}
     ds = _gt_dataset(tmp_path, ["liver"], cases)
     pred = dict(cases, btcv_0002=_blocks(l1=(4, 6)))  # one case differs
@@ -69,7 +69,8 @@ def test_two_files_with_one_case_name_are_an_error_naming_both(tmp_path):
 
 
 def test_model_and_gt_with_different_classes_are_matched_by_name(tmp_path):
-    """Old code took one id map (the prediction folder's) for both: GT 'kidney' (id 1) was scored as 'liver'."""
+    """Each folder's own id map is used: with one id map (the prediction folder's) for both, GT 'kidney'
+    (id 1) would be scored as 'liver'."""
     gt = _blocks(l1=(0, 2), l2=(3, 6), l3=(7, 8))  # kidney=1, liver=2, spleen=3
     ds = _gt_dataset(tmp_path, ["kidney", "liver", "spleen"], {"c1": gt})
     pred = _blocks(l1=(3, 5), l4=(5, 6), l2=(0, 1), l3=(1, 2))  # liver=1 + liver_tumor=4, kidney sides 2, 3
@@ -112,7 +113,7 @@ def test_unannotated_case_class_pairs_are_skipped(tmp_path):
 
 
 def test_geometry_check_compares_direction(tmp_path):
-    """Old code compared size, spacing and origin only: a flipped prediction was scored."""
+    """Size, spacing and origin alone do not catch a flipped prediction; the direction is compared too."""
     arr = _blocks(l1=(0, 3))
     ds = _gt_dataset(tmp_path, ["liver"], {"c1": arr})
     pred = _pred_dir(tmp_path, {"liver": 1}, {})

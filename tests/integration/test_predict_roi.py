@@ -14,7 +14,7 @@ from suprem_nnunet.inference.reference_nets import band_model, band_phantom
 
 
 def test_roi_export_resamples_only_the_roi_region(monkeypatch, tmp_path, one_torch_thread):
-    """Old code resampled the whole grid and dropped the other classes afterwards."""
+    """Only the ROI classes are resampled, not the whole grid with the other classes dropped afterwards."""
     import SimpleITK as sitk
 
     names = ["liver", "spleen", "aorta", "stomach"]

@@ -31,7 +31,7 @@ def chest(one_torch_thread):
 
 
 def test_air_windows_are_skipped_but_not_the_lung(chest):
-    """Old code ran every window; a plain 'window above -500 HU' rule would also skip the windows inside
+    """Air windows are skipped; a plain 'window above -500 HU' rule would also skip the windows inside
     the lung (all below -500 HU) and predict them as background."""
     fast, full = _predictor(), _predictor(fast_data_path=False)
     got = fast.predict_logits_from_preprocessed_data(chest)

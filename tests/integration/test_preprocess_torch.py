@@ -32,7 +32,8 @@ def test_torch_label_resampling_equals_nnunets(shape, new, cur, target):
 
 
 def test_dataset_preprocessing_uses_ours_unless_asked(monkeypatch, tmp_path):
-    """Old code gave plans naming only nnU-Net code nnU-Net's DefaultPreprocessor (scipy resampling)."""
+    """Plans naming only nnU-Net code get our preprocessor too, not nnU-Net's DefaultPreprocessor (scipy
+    resampling), unless the environment asks for nnU-Net's."""
     pm = SupremPlansManager(band_model(["liver"]).plans)
     monkeypatch.delenv(PREPROCESSOR_ENV, raising=False)
     assert type(_preprocessor(pm, "3d_fullres", tmp_path / "plans.json")) is SupremPreprocessor

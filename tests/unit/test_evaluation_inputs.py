@@ -23,7 +23,7 @@ def test_case_name_keeps_four_digit_suffixes():
 
 
 def test_files_ending_in_digits_are_one_case_each(tmp_path):
-    """Old code grouped btcv_0001 and btcv_0002 as two channels of 'btcv' and failed."""
+    """btcv_0001 and btcv_0002 are two cases, not two channels of 'btcv'."""
     d = _touch(tmp_path / "in", "btcv_0001.nii.gz", "btcv_0002.nii.gz", "amos_0005.nii.gz")
     assert sorted(list_inputs(d, 1)) == ["amos_0005", "btcv_0001", "btcv_0002"]
 
@@ -110,7 +110,8 @@ def _images(folder, *names):
 
 
 def test_predict_keeps_mirroring_off_for_a_model_trained_without_it(tmp_path, fake_predictor):
-    """Old code passed `mirror_axes or (0, 1, 2)`: mirroring on for a model trained without it."""
+    """No axes recorded means no mirroring (`mirror_axes or (0, 1, 2)` would mirror a model trained
+    without it)."""
     inp = _images(tmp_path / "in", "x_0000.nii.gz")
     predict_mod.predict(inp, tmp_path / "out", _model(tmp_path, None), mirror=True)
     assert fake_predictor["init"]["use_mirroring"] is False and fake_predictor["axes"] is None

@@ -74,7 +74,7 @@ def test_maps_are_what_their_names_say():
         spleen_label = (p.argmax(0) == 2).sum()
         assert (spleen_label > 0) == (state in ("good", "hesitant")), state
         assert p[2].max() == pytest.approx(SPLEEN_PEAK[state], abs=0.02)
-    assert (_probs("missed")[2] > 0.05).sum() == 0  # the case whose uncertainty used to be 0
+    assert (_probs("missed")[2] > 0.05).sum() == 0  # the zero-uncertainty case: the spleen nowhere near 0.5
 
 
 def test_empty_predictions_score_at_the_top_of_each_component():
