@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     """Mark every test in e2e/ `e2e`; skip the `gpu` tests when torch sees no CUDA device."""
     no_cuda = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
     for item in items:
-        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+        if E2E_DIR in item.path.resolve().parents:
             item.add_marker(pytest.mark.e2e)
         if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
             item.add_marker(no_cuda)
