@@ -8,6 +8,8 @@ import SimpleITK as sitk
 from suprem_nnunet.networks.registry import get_backbone
 from suprem_nnunet.synth.dataset import make_phantom_dataset
 
+pytestmark = pytest.mark.slow
+
 PRE = ["liver", "spleen", "kidney_left", "kidney_right", "aorta"]
 TGT = ["liver", "aorta", "iliopsoas_left", "iliopsoas_right"]
 

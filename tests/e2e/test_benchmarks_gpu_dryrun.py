@@ -25,6 +25,7 @@ def nnunet_vars(monkeypatch):
             monkeypatch.delenv(var)
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_every_part_ok(tmp_path):
     """One dry run (n = 1 run; sizes in gpu.DRY): every part reports ok and the JSON holds its figures."""
     out = tmp_path / "bench"

@@ -95,6 +95,7 @@ def hand_feature_aucs(raw, ckpt, seed: int) -> dict:
     return aucs([labels[c.name] for c in test], model.predict_proba(test))
 
 
+@pytest.mark.slow
 def test_classifier_and_baseline_separate_subtypes_at_difficulty_0(nnunet_env, tmp_path, one_torch_thread):
     """Difficulty 0 (sub-types differ in intensity alone), dataset and training seed 1, n = 24 test
     cases per AUC: the classifier reaches AUC >= 0.9 on every sub-type and its training loss falls
@@ -110,6 +111,7 @@ def test_classifier_and_baseline_separate_subtypes_at_difficulty_0(nnunet_env, t
     assert min(hand.values()) >= 0.9, hand
 
 
+@pytest.mark.slow
 def test_classifier_beats_chance_at_the_shipped_difficulty(nnunet_env, tmp_path, one_torch_thread):
     """Difficulty 0.5 (make-phantoms' default), dataset and training seed 1, n = 24 test cases per
     AUC: the mean one-vs-rest AUC over the four sub-types is at least 0.62 (chance: 0.5). Measured

@@ -1,7 +1,11 @@
 """The demo's code path at smoke size: both arms trained, predicted, evaluated, reported."""
 import re
 
+import pytest
+
 from suprem_nnunet.demo import NOVEL, SHARED, DemoConfig, run_demo
+
+pytestmark = pytest.mark.slow
 
 
 def test_quick_demo_writes_report_and_figures(tmp_path, monkeypatch):

@@ -9,6 +9,8 @@ from suprem_nnunet.training.checkpoint import load_checkpoint, read_trained_mode
 
 from helpers.cli import run_cli
 
+pytestmark = pytest.mark.slow
+
 TINY = ["--size", "32", "--spacing", "10"]
 BUDGET = ["--device", "cpu", "--epochs", "1", "--iterations-per-epoch", "2", "--val-iterations", "1"]
 PRE_CLASSES = "liver,spleen,kidney_left,kidney_right,aorta,vertebrae"

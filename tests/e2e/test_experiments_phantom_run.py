@@ -11,9 +11,13 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from suprem_nnunet.experiments import data
 from suprem_nnunet.experiments.api import run_protocol
 from suprem_nnunet.experiments.data import PhantomSpec
+
+pytestmark = pytest.mark.slow
 
 SHAPE, SPACING = (32, 32, 32), (10.0, 10.0, 10.0)
 PROTOCOL = {

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 CLASSES = ["kidney_left", "kidney_right"]
 DATASET = "Dataset071_SidedKidneys"
 

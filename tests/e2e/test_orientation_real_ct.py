@@ -24,7 +24,7 @@ import torch
 from helpers.cli import run_cli
 from helpers.paths import real_data
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 CROP = 48  # a centred 48^3 crop (divisible by 8) of each 244 x 202 x 60 volume: ~1 s per forward pass
 

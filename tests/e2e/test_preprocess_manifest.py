@@ -15,6 +15,8 @@ import pytest
 from suprem_nnunet.dataset.raw import write_annotated_classes, write_image
 from suprem_nnunet.preprocessing.manifest import marker_path
 
+pytestmark = pytest.mark.slow
+
 DS = "Dataset071_Manifest"
 CLASSES = ["liver", "spleen", "kidney_left"]
 SPLEEN = 2

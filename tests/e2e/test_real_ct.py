@@ -1,11 +1,14 @@
 """A real CT (TotalSegmentator example, 3 mm) through plan, preprocess, training and prediction."""
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from suprem_nnunet.dataset.raw import write_annotated_classes, write_dataset_json
 from suprem_nnunet.labels import totalseg_v2_id_to_unified
 
 from helpers.paths import real_data
+
+pytestmark = pytest.mark.slow
 
 CLASSES = ["liver", "spleen", "kidney_left", "kidney_right", "stomach", "aorta", "postcava", "pancreas"]
 

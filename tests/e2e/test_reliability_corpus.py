@@ -32,6 +32,8 @@ import SimpleITK as sitk
 from helpers import bad_inputs as bi
 from helpers.paths import ROOT
 
+pytestmark = pytest.mark.slow
+
 TABLE = Path(__file__).with_name("reliability.md")
 CORPUS_DS, CORPUS_ID = "Dataset240_Corpus", 240
 TRAINER_DIR = "SupremPretrainer__suprem_nnunet__3d_fullres"

@@ -23,6 +23,8 @@ import SimpleITK as sitk
 
 from helpers.paths import ROOT
 
+pytestmark = pytest.mark.slow
+
 DS = "Dataset061_Kill"
 CLASSES = ["liver", "spleen", "kidney_left"]
 TRAINER_DIR = "SupremPretrainer__suprem_nnunet__3d_fullres"

@@ -62,6 +62,7 @@ def pretrained(tmp_path_factory):
             os.environ[v] = x
 
 
+@pytest.mark.slow
 def test_same_seed_same_pretraining_weights_other_seed_other_weights(pretrained):
     a, b, c = (_weights(pretrained["runs"][t]) for t in "abc")
     assert _same(a, b) == len(a)  # every tensor bit-identical
@@ -70,6 +71,7 @@ def test_same_seed_same_pretraining_weights_other_seed_other_weights(pretrained)
     assert info["seed"] == 0 and info["deterministic"] is False and info["versions"]["nnunetv2"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_finetuned_weights(pretrained):
     import os
 
@@ -87,6 +89,7 @@ def test_same_seed_same_finetuned_weights(pretrained):
     assert json.loads((out["c"] / "run_info.json").read_text())["seed"] == 4
 
 
+@pytest.mark.slow
 def test_demo_twice_with_one_seed_prints_one_table(tmp_path, monkeypatch):
     """Demo-sized run (the quick configuration: every stage, tiny budget), twice with seed 0."""
     from suprem_nnunet.demo import DemoConfig, run_demo

@@ -63,6 +63,7 @@ def tiny(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- planning
+@pytest.mark.slow
 def test_plans_record_num_gpus_with_per_gpu_memory(tiny):
     from suprem_nnunet.planning.planner import PlanningCaps, planner_class, plans_for_num_gpus
 
@@ -84,6 +85,7 @@ def test_plans_record_num_gpus_with_per_gpu_memory(tiny):
         planner_class("nnunet", num_gpus=0)
 
 
+@pytest.mark.slow
 def test_single_process_on_plans_for_two_gpus_is_one_line_error(tiny, capsys):
     """suprem_train without torchrun on plans made for 2 GPUs: one line naming the plans file and the
     flag; nothing is written to the results folder."""
@@ -272,6 +274,7 @@ def two_ranks(tiny):
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_dice", [True, False])
 def test_all_gathered_marginal_loss_equals_single_process(two_ranks, batch_dice):
     _, ranks = two_ranks
@@ -289,12 +292,14 @@ def test_all_gathered_marginal_loss_equals_single_process(two_ranks, batch_dice)
     assert abs(ranks[1][f"local_{batch_dice}"] - value.item()) > 1e-3
 
 
+@pytest.mark.slow
 def test_process_group_gloo_on_cpu_and_destroyed_on_error(two_ranks):
     _, ranks = two_ranks
     assert [r["group"] for r in ranks] == [("gloo", WORLD, "cpu")] * WORLD
     assert all(r["destroyed_on_error"] for r in ranks)
 
 
+@pytest.mark.slow
 def test_world_size_mismatch_is_one_line_before_anything_is_written(two_ranks):
     _, ranks = two_ranks
     for res in ranks:
@@ -305,6 +310,7 @@ def test_world_size_mismatch_is_one_line_before_anything_is_written(two_ranks):
         assert res["results_after_mismatch"] == []
 
 
+@pytest.mark.slow
 def test_ddp_step_equals_single_process_step_on_the_concatenated_batch(tiny, two_ranks):
     from suprem_nnunet.training.base import unwrap
     from suprem_nnunet.training.finetune import SupremFinetuneTrainer
@@ -348,12 +354,14 @@ def test_ddp_step_equals_single_process_step_on_the_concatenated_batch(tiny, two
     assert any(not torch.equal(after[1][k], after[2][k]) for k in enc)
 
 
+@pytest.mark.slow
 def test_unet_keeps_batch_statistics_norm_under_ddp(two_ranks):
     _, ranks = two_ranks
     assert ranks[0]["unet_norms"] == ["BatchStatsBatchNorm3d"]
 
 
 # ---------------------------------------------------------------------------- torchrun, the real command
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tiny):
     env = {**os.environ, "nnUNet_n_proc_DA": "0", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
@@ -374,6 +382,7 @@ def test_torchrun_two_processes_on_cpu(tiny):
     assert ckpt["current_epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["network_weights"])
 
 
+@pytest.mark.slow
 def test_torchrun_finetune_with_validation(tiny):
     """suprem_finetune under torchrun (gloo, 2 ranks) from the torchrun pre-training above, with a novel
     class and --validate: rank 0 alone preprocesses the target and writes checkpoints; the held-out

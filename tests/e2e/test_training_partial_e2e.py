@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow
+
 A = ["liver", "spleen", "kidney_left"]  # source A draws only these (others -> background)
 B = ["liver", "spleen", "kidney_left", "aorta", "kidney_right"]  # source B draws all five
 MERGED = "Dataset043_PartialMix"

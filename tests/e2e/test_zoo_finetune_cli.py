@@ -1,9 +1,12 @@
 """A released-layout checkpoint: suprem_zoo import -> suprem_finetune --pretrained NAME -> suprem_predict NAME."""
 import json
 
+import pytest
 import torch
 
 from helpers.cli import run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_release_finetunes_and_predicts_by_zoo_name(tmp_path):

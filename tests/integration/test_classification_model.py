@@ -75,6 +75,7 @@ PLANS = tiny_plans("Dataset971_TinyPre", 10.0, (24, 24, 24), (16, 16, 16),
                     "percentile_99_5": 729.0, "std": 190.0})
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, capsys, caplog):
     from suprem_nnunet.cli.classify import main as classify
     from suprem_nnunet.cli.evaluate import main as evaluate

@@ -136,6 +136,7 @@ def test_benchmark_minority_classes_and_arms():
         parse_arm("marginal:organ")
 
 
+@pytest.mark.slow
 def test_benchmark_arms_in_parallel_processes_equal_the_sequential_run(tmp_path, monkeypatch):
     """`benchmark partial-labels --jobs 2` trains the arms in two spawned processes at once; each arm
     seeds itself, so every per-class DSC equals the one-after-the-other run's (tiny budget: this proves
