@@ -157,6 +157,7 @@ def test_runs_csv_gives_pretraining_compute_to_pretrained_arms_only(tmp_path):
     assert runs[("suprem", "16")]["pretrain_seconds"] == "90.0"
 
 
+@pytest.mark.slow
 def test_parallel_sweep_equals_the_sequential_one(tmp_path):
     """--jobs 2: the same runs (each once) and byte-identical results.csv as one process."""
     p = load_protocol("fig1")

@@ -34,6 +34,7 @@ def conv_ops(net: nn.Module, x: torch.Tensor) -> dict:
     return {e.key: e.count for e in prof.key_averages() if "conv" in e.key and "transpose" not in e.key}
 
 
+@pytest.mark.slow
 def test_switched_network_takes_onednn_and_gives_the_same_logits():
     net = small_unet()
     x = torch.randn(1, 1, 32, 32, 32)

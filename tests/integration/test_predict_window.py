@@ -30,6 +30,7 @@ def chest(one_torch_thread):
     return torch.from_numpy(img)
 
 
+@pytest.mark.slow
 def test_air_windows_are_skipped_but_not_the_lung(chest):
     """Air windows are skipped; a plain 'window above -500 HU' rule would also skip the windows inside
     the lung (all below -500 HU) and predict them as background."""

@@ -41,6 +41,7 @@ def test_kept_foreground_voxels_do_not_grow_with_the_number_of_cases(nnunet_env,
     assert kept[3] <= 6000 and kept[12] <= 6000 and kept[12] <= kept[3]
 
 
+@pytest.mark.slow
 def test_plan_and_preprocess_fingerprints_a_bounded_sample(nnunet_env, monkeypatch):
     """The pipeline's fingerprint holds `max_cases` of the 6 cases (nnU-Net's: all 6)."""
     import nnunetv2.experiment_planning.plan_and_preprocess_api as api

@@ -145,6 +145,7 @@ def test_cli_profiles_unknown_name_and_listing(nnunet_env, capsys):
     assert sitk.ReadImage(str(folder / "imagesTr" / "phantommsdpancreas_000_0000.nii.gz")).GetSize() == (24, 24, 16)
 
 
+@pytest.mark.slow
 def test_merge_of_profiles_keeps_every_case_and_its_annotations(tmp_path):
     """Phantoms of different seeds and profiles are different scans: merge flags no duplicates,
     even on a shared grid, and the merged annotated classes are the union of the sources'."""
@@ -168,6 +169,7 @@ def test_merge_of_profiles_keeps_every_case_and_its_annotations(tmp_path):
     assert {k for k, v in dj["labels"].items() if v in np.unique(lab) and v} <= {"liver", "liver_tumor"}
 
 
+@pytest.mark.slow
 def test_same_anatomy_is_a_duplicate_other_seeds_are_not():
     """The fingerprint merge uses: a case rescanned (other noise) matches; 10 seeds of one profile do not."""
     from dataset_conversion.duplicates import group_duplicates

@@ -121,6 +121,7 @@ def test_compose_label_map_paints_tumours_last():
     assert set(np.unique(labels)) == {0, 1}
 
 
+@pytest.mark.slow
 def test_predict_released_with_tiny_release_weights(tmp_path):
     path = tmp_path / "supervised_suprem_unet_2100.pth"
     torch.save(release_like_checkpoint("unet", seed=2), path)

@@ -61,6 +61,7 @@ def _mask(name: str):
     return sitk.GetArrayFromImage(img) > 0, img.GetSpacing()[::-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("organ", ["liver", "spleen", "kidney_left"])
 def test_nsd_matches_monai_on_real_masks(organ):
     gt, spacing = _mask(organ)
