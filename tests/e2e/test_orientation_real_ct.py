@@ -8,8 +8,8 @@ no release can be downloaded here) and the last decoder features, below the text
 fine-tuning replaces, are compared. Tolerances: intensities within 1e-4 on the [0, 1] scale (float
 rounding: same grid, same interpolation, same clip order); decoder features Pearson r >= 0.99.
 Negative control: nnU-Net's default handling of the same plans (file's own voxel layout, axes
-transposed by the fingerprint's choice, resampling on nnU-Net's grid, clip before resampling), what
-fine-tuning fed before, gives clearly lower agreement.
+transposed by the fingerprint's choice, resampling on nnU-Net's grid, clip before resampling)
+gives clearly lower agreement.
 """
 from __future__ import annotations
 

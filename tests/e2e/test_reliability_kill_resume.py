@@ -402,8 +402,9 @@ def test_prediction_killed_leaves_no_partial_output(world, tmp_path):
 @pytest.mark.parametrize("module,args", [("dataset_conversion.cli", ["--list"]),
                                          ("suprem_nnunet.cli.zoo", ["list"])])
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path, module, args):
-    """`suprem_convert --list | head`: the reader is gone before the command writes: no
-    BrokenPipeError traceback (nor 'Exception ignored ... BrokenPipeError' at exit) and no failure status."""
+    """`suprem_convert --list | head`: the reader is gone before the command writes, and the command
+    ends quietly: no BrokenPipeError traceback (nor an 'Exception ignored' BrokenPipeError message at exit)
+    and no failure status."""
     env = _env(SUPREM_HOME=tmp_path, SUPREM_ZOO=tmp_path / "zoo", nnUNet_raw=tmp_path / "raw", nnUNet_preprocessed=tmp_path / "pre",
                nnUNet_results=tmp_path / "res")
     proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=str(ROOT), env=env,
