@@ -32,7 +32,7 @@ table is printed; nnU-Net's own output goes to `<out>/benchmark.log`. Exit statu
 that ran is ok, else 1. Before any work: every package in REQUIRED_PACKAGES and every module in
 ENTRY_MODULES must import (else one line naming the missing packages, exit 1), and `--device cuda`
 needs a CUDA device (else one line, exit 1). `--device cpu --dry-run` runs every part at tiny sizes
-(tests/test_benchmarks_gpu_dryrun.py).
+(tests/e2e/test_benchmarks_gpu_dryrun.py).
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ voxels (the organ's own level), and patches leaving the volume are padded with i
 then sees the lesion as what differs from its organ and no edge at the ROI's outline: with a
 fill no tissue takes (-1 against tissue in [0, 1]) the outline is by far the strongest edge in
 the patch, its shape and size vary from case to case, and the first instance norm scales the
-whole patch by that contrast; on the test phantoms at difficulty 0 (tests/test_classification_learning.py,
+whole patch by that contrast; on the test phantoms at difficulty 0 (tests/e2e/test_classification_learning.py,
 seed 0) a classifier trained from scratch then stays at the chance loss (ln 4, AUC 0.48-0.68),
 with the median fill it reaches AUC 0.88-1.00 on every sub-type. Without masking, patches are padded with the channel's
 minimum. A case whose label map has no ROI voxel (or that has no label map) gets

@@ -7,7 +7,8 @@ counts, see `evaluate._stats`); exactly one empty -> 0.0. For DSC this is nnU-Ne
 `compute_dice` (ignore_empty=True by default: an empty GT gives NaN whatever the prediction).
 For NSD it is MONAI's `compute_surface_dice` convention (both empty NaN, one empty 0).
 `dice` equals nnU-Net's Dice and `normalized_surface_dice` MONAI's `compute_surface_dice`
-(use_subvoxels=False) to within 1e-6 (tests/test_evaluation_sided.py and test_evaluation_nsd.py).
+(use_subvoxels=False) to within 1e-6 (tests/integration/test_evaluation_sided.py and
+tests/unit/test_evaluation_nsd.py).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """SNOMED CT concepts of the unified classes, for DICOM-SEG segment descriptions (pure data).
 
 Code values and meanings are those of DICOM PS3.16 (Content Mapping Resource), as pydicom ships them
-in `pydicom.sr.codedict.codes.SCT` (tests/test_dicom_seg.py checks every entry against it).
+in `pydicom.sr.codedict.codes.SCT` (tests/integration/test_dicom_seg.py checks every entry against it).
 Categories follow DICOM CID 7150 (Segmentation Property Categories): organs, vessels, bones and
 muscles are "Anatomical Structure", tumours and cysts "Morphologically Abnormal Structure" with
 their host organ as the anatomic region. Sided classes carry the Left / Right laterality as a
