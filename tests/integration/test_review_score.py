@@ -182,7 +182,7 @@ def test_tta_passes_undo_their_flips(tmp_path, monkeypatch):
     x, the z flip pass equals the identity pass and the x flip pass does not (the network saw it flipped)."""
     import torch
 
-    import suprem_nnunet.inference.predict as P
+    import suprem_nnunet.review.tta as tta_module
     from suprem_nnunet.dataset.raw import write_image
     from suprem_nnunet.review.tta import tta_passes
     from suprem_nnunet.models.trained import TrainedModel
@@ -199,7 +199,7 @@ def test_tta_passes_undo_their_flips(tmp_path, monkeypatch):
         def network_grid_probabilities(self, logits, props):
             return torch.softmax(logits, 0).numpy().astype(np.float16), GEO
 
-    monkeypatch.setattr(P, "make_predictor", lambda *a, **k: Fake())
+    monkeypatch.setattr(tta_module, "make_predictor", lambda *a, **k: Fake())
     (tmp_path / "img").mkdir()
     write_image(tmp_path / "img" / "c_0000.nii.gz", np.zeros((6, 7, 8), np.int16), (1, 1, 1), (0, 0, 0), np.eye(3))
     m = TrainedModel.__new__(TrainedModel)

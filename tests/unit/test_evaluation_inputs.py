@@ -60,6 +60,7 @@ def fake_predictor(monkeypatch):
     class FakePredictor:
         def __init__(self, **kw):
             calls["init"] = kw
+            self.network, self.bf16 = torch.nn.Identity(), False
 
         def manual_initialization(self, net, pm, cm, params, dataset_json, trainer, axes):
             calls["axes"] = axes
@@ -82,16 +83,8 @@ def fake_predictor(monkeypatch):
         def get_configuration(self, name):
             return None
 
-    import importlib
-
-    import suprem_nnunet.inference.fast_predictor as fast_predictor
-    monkeypatch.setattr(fast_predictor, "SupremPredictor", FakePredictor)
-    for module, name in (("nnunetv2.utilities.plans_handling.plans_handler", "PlansManager"),
-                         ("suprem_nnunet.preprocessing.plans_manager", "SupremPlansManager")):
-        try:  # whichever plans manager predict() uses
-            monkeypatch.setattr(importlib.import_module(module), name, FakePlans)
-        except ImportError:
-            pass
+    monkeypatch.setattr(predict_mod, "SupremPredictor", FakePredictor)
+    monkeypatch.setattr(predict_mod, "PlansManager", FakePlans)
     monkeypatch.setattr(predict_mod, "build_network", lambda m: torch.nn.Identity())
     return calls
 
