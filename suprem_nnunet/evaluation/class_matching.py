@@ -33,7 +33,7 @@ SCORED, NOT_PREDICTED = "scored", "not predicted"
 class SidedTumours:
     """Tumours hosted by the union organ of which this class is one part: of the voxels with any of
     `tumour_ids`, the class takes the connected components that touch `part_id` most among
-    `part_ids` (all ids of one label map; the rule is `sided.split_by_part`)."""
+    `part_ids` (all ids of one label map; the rule is `dataset.tumour_parts.split_by_part`)."""
 
     union: str
     tumour_classes: Tuple[str, ...]

@@ -19,7 +19,7 @@ from ..dataset.cases import IMAGE_ENDINGS, cases_by_stem
 from ..labels import ATLAS_IDS, canonical
 from .class_matching import SidedTumours, format_mapping, match_classes
 from .metrics import dice, normalized_surface_dice
-from .sided import SplitCache
+from ..dataset.tumour_parts import SplitCache
 from ..configs import as_config
 from ..errors import InputError, MissingFileError
 
@@ -175,7 +175,7 @@ def evaluate_folders(pred_dir: PathLike, gt_dir: PathLike, out_dir: Optional[Pat
     taken to use the model's ids). `labels` ({name: id}) or `dataset_json` name both at once.
     Classes are matched by `class_matching.match_classes`; GT classes the model cannot predict are
     listed under 'not_predicted', not scored. Tumours hosted by a union organ are split between its
-    scored parts by location (`sided.split_by_part`). With annotated_classes.json next to the GT, a (case,
+    scored parts by location (`dataset.tumour_parts.split_by_part`). With annotated_classes.json next to the GT, a (case,
     class) pair the case does not annotate is skipped. Every GT case needs a prediction on the same
     grid (size, spacing, origin, direction). Returns {'per_case': [...], 'summary': {class: {'dsc':
     {mean, sd, n}, 'nsd': {...}}}, 'mean': ..., 'class_mapping': ..., ...}; NaN scores (both masks

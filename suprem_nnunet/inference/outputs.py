@@ -24,7 +24,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..dataset.raw import atomic_write_bytes, atomic_write_json
-from ..labels import canonical, host_of
+from ..dataset.tumour_parts import split_by_part
+from ..labels import PARTS, canonical, host_of
 from ..errors import InputError
 
 PathLike = Union[str, Path]
@@ -51,8 +52,12 @@ def keep_classes(seg: np.ndarray, class_ids: Mapping[str, int]) -> np.ndarray:
     return seg
 
 
-def class_masks(arr: np.ndarray, class_ids: Mapping[str, int]) -> Dict[str, np.ndarray]:
-    """{name: boolean mask}; an organ's mask includes the tumours it hosts (liver includes liver_tumor)."""
+def class_masks(arr: np.ndarray, class_ids: Mapping[str, int],
+                spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> Dict[str, np.ndarray]:
+    """{name: boolean mask}; an organ's mask includes the tumours it hosts (liver includes liver_tumor).
+    A tumour hosted by a union organ (`kidney_cyst` by `kidney` = `kidney_left` + `kidney_right`) counts
+    for the part it lies in, component by component (`dataset.tumour_parts.split_by_part`, the rule the
+    evaluation uses); `arr` in (z, y, x) order, `spacing` in the same order."""
     canon = {canonical(n): int(i) for n, i in class_ids.items()}
     out = {}
     for name, lid in canon.items():
@@ -61,6 +66,14 @@ def class_masks(arr: np.ndarray, class_ids: Mapping[str, int]) -> Dict[str, np.n
             if host_of(other) == name:
                 mask |= arr == oid
         out[name] = mask
+    for union, parts in PARTS.items():
+        present = [p for p in parts if p in canon]
+        tumours = [oid for other, oid in canon.items() if host_of(other) == union]
+        if not present or not tumours:
+            continue
+        shares = split_by_part(arr, tumours, [canon[p] for p in present], spacing)
+        for part in present:
+            out[part] |= shares[canon[part]]
     return out
 
 
@@ -74,7 +87,7 @@ def write_class_masks(seg_file: PathLike, class_ids: Mapping[str, int], folder: 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, mask in class_masks(arr, class_ids).items():
+    for name, mask in class_masks(arr, class_ids, tuple(reversed(img.GetSpacing()))).items():
         m = sitk.GetImageFromArray(mask.astype(np.uint8))
         m.CopyInformation(img)
         tmp = folder / f".tmp-{os.getpid()}-{name}.nii.gz"

@@ -10,7 +10,7 @@ from suprem_nnunet.dataset.raw import write_image
 from suprem_nnunet.evaluation.class_matching import format_mapping, match_classes
 from suprem_nnunet.evaluation.evaluate import evaluate_folders
 from suprem_nnunet.evaluation.metrics import dice
-from suprem_nnunet.evaluation.sided import split_by_part
+from suprem_nnunet.dataset.tumour_parts import split_by_part
 from suprem_nnunet.labels import ATLAS_IDS
 
 SPACING_XYZ = (0.8, 0.8, 2.5)
