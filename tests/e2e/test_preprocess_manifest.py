@@ -63,15 +63,15 @@ def _label(path: Path) -> np.ndarray:
 
 def _suprem_train(monkeypatch) -> None:
     """`suprem_train` up to the point where training starts (the trainer itself is not run)."""
-    import suprem_nnunet.training.run as run_mod
+    import suprem_nnunet.training.pretrain as pretrain_mod
     from suprem_nnunet.cli.train import main
 
     class Stub:
         def configure_partial_labels(self, *a):
             pass
 
-    monkeypatch.setattr(run_mod, "build_trainer", lambda *a, **k: Stub())
-    monkeypatch.setattr(run_mod, "train", lambda *a, **k: Path("."))
+    monkeypatch.setattr(pretrain_mod, "build_trainer", lambda *a, **k: Stub())
+    monkeypatch.setattr(pretrain_mod, "train", lambda *a, **k: Path("."))
     assert main(["71", "3d_fullres", "--device", "cpu"]) == 0
 
 
