@@ -81,7 +81,7 @@ def _info(name: str, as_json: bool = False) -> int:
     if name not in catalog() and name not in idx["checkpoints"] and name not in idx["models"] and Path(name).exists():
         card = find_card(Path(name))
         if card is None:
-            raise ValueError(f"{name}: no model_card.json there (nor in its parent folder)")
+            raise InputError(f"{name}: no model_card.json there (nor in its parent folder)")
         out["model_card"] = card
     if name in catalog():
         e = catalog()[name]

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..errors import InputError
 from ..networks.unet3d import BatchStatsBatchNorm3d
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ OPENVINO_PIN = "2026.4.1"
 INSTALL_HINT = f"pip install 'suprem-nnunet[openvino]' (openvino=={OPENVINO_PIN})"
 
 
-class BackendError(ValueError):
+class BackendError(InputError):
     """A network backend cannot run here (not installed, export failed, stale cache): one line naming the fix."""
 
 

@@ -270,7 +270,7 @@ def set_threads(threads: Optional[int]) -> None:
     if threads is None:
         return
     if int(threads) < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+        raise InputError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(int(threads))
 
 

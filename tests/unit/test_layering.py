@@ -8,6 +8,7 @@ listed in IN_FUNCTION_ALLOWED, each with its reason.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
@@ -105,8 +106,9 @@ def project_imports(path: Path) -> Iterator[Tuple[int, str, bool]]:
                 yield node.lineno, name, in_function(node)
 
 
-def all_imports() -> List[Tuple[Path, int, str, bool]]:
-    return [(p, line, name, inner) for p in source_files() for line, name, inner in project_imports(p)]
+@functools.lru_cache(maxsize=1)
+def all_imports() -> Tuple[Tuple[Path, int, str, bool], ...]:
+    return tuple((p, line, name, inner) for p in source_files() for line, name, inner in project_imports(p))
 
 
 def test_every_package_has_a_layer():
