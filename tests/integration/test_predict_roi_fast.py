@@ -16,6 +16,8 @@ from suprem_nnunet.benchmarks.trained_reference import train_band_unet
 
 NAMES = ["liver", "spleen", "kidney_left", "kidney_right", "aorta"]
 HU_STEP = 60.0
+#: the phantom (z, y, x) at 1.2 x 1.2 x 1.6 mm: wide enough that the crop around liver + kidney is a part of it
+SHAPE = (40, 160, 160)
 
 
 def _write(path, hu, origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):
@@ -30,9 +32,9 @@ def _write(path, hu, origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory, one_torch_thread):
     root = tmp_path_factory.mktemp("roi_fast")
-    model = train_band_unet(NAMES, patch=(16, 16, 16), features=(8, 16, 32), hu_step=HU_STEP, iterations=300,
-                            lr=1e-2, train_shape_zyx=(32, 48, 48), path=root / "model")
-    hu, truth = band_phantom((40, 96, 96), len(NAMES) + 1, hu_step=HU_STEP, seed=7)
+    model = train_band_unet(NAMES, patch=(16, 16, 16), features=(8, 16, 32), hu_step=HU_STEP, iterations=600,
+                            lr=1e-2, train_shape_zyx=(40, 128, 128), path=root / "model")
+    hu, truth = band_phantom(SHAPE, len(NAMES) + 1, hu_step=HU_STEP, seed=7)
     return root, model, _write(root / "ct.nii.gz", hu), truth
 
 
@@ -49,11 +51,10 @@ def test_fast_roi_equals_the_full_run_with_fewer_windows(case):
     roi = [1, 4]  # liver and kidney_right
     full, p_full = _run(model, image, roi, fast_roi=False)
     fast, p_fast = _run(model, image, roi, fast_roi=True)
-    for k in roi:  # the model was trained: its organs are where the phantom's are
-        a, b = full == k, truth == k
-        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.7, k
+    a, b = full == 1, truth == 1  # the model was trained: its liver is where the phantom's is
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.85
     assert p_fast.roi_fallback is None and p_fast.roi_box_used is not None
-    for k in roi:  # the full run's ROI voxels but for stray ones outside the box (module doc of fast_roi)
+    for k in roi:  # the full run's ROI voxels up to the window grid (module doc of fast_roi)
         a, b = full == k, fast == k
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99, k
     assert p_fast.windows_run + p_fast.coarse_windows < p_full.windows_run
@@ -67,8 +68,8 @@ def test_fast_roi_equals_the_full_run_with_fewer_windows(case):
 
 def test_no_roi_class_in_the_coarse_pass_runs_the_full_window(case):
     root, model, _, _ = case
-    hu = np.full((40, 96, 96), -1000, np.int16)  # air: no organ
-    hu[:, 40:56, 40:56] = -100  # a column of fat
+    hu = np.full(SHAPE, -1000, np.int16)  # air: no organ
+    hu[:, 72:88, 72:88] = -100  # a column of fat
     image = _write(root / "no_organs.nii.gz", hu)
     full, p_full = _run(model, image, [1, 4], fast_roi=False)
     fast, p_fast = _run(model, image, [1, 4], fast_roi=True)
@@ -104,20 +105,20 @@ def test_crop_properties_put_the_crop_where_it_lies_in_the_image():
 
 def test_an_oblique_input_with_an_origin_gives_the_full_run_labels_in_its_geometry(case, tmp_path):
     root, model, _, _ = case
-    hu, _ = band_phantom((40, 96, 96), len(NAMES) + 1, hu_step=HU_STEP, seed=7)
+    hu, _ = band_phantom(SHAPE, len(NAMES) + 1, hu_step=HU_STEP, seed=7)
     c, s = np.cos(0.3), np.sin(0.3)
     direction = (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, -1.0)
     image = _write(tmp_path / "oblique.nii.gz", hu, origin=(-120.5, 33.0, 410.25), direction=direction)
     written = {}
     for full in (False, True):
-        [f] = predict(image, tmp_path / str(full), model, roi_subset=["liver", "spleen"], roi_full=full)
+        [f] = predict(image, tmp_path / str(full), model, roi_subset=["liver", "kidney_right"], roi_full=full)
         written[full] = sitk.ReadImage(str(f))
     ref = sitk.ReadImage(str(image))
     for img in written.values():
         assert img.GetSize() == ref.GetSize() and np.allclose(img.GetOrigin(), ref.GetOrigin())
         assert np.allclose(img.GetDirection(), ref.GetDirection()) and np.allclose(img.GetSpacing(), ref.GetSpacing())
     fast, full = (sitk.GetArrayFromImage(written[k]) for k in (False, True))
-    for k in (1, 2):
+    for k in (1, 4):
         a, b = full == k, fast == k
         assert a.sum() > 100 and 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99, k
 
