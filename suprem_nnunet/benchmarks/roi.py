@@ -4,8 +4,9 @@ One process, one trained model, one CT: a small PlainConvUNet trained on band ph
 (`benchmarks.trained_reference.train_band_unet`, trained at the start of the run) predicts a
 512x512xN band phantom with `roi_labels` set, once with the full sliding window (`SupremPredictor`,
 what `--roi-subset --roi-full` runs) and once with the coarse pass + the run on the input cropped to
-the ROI (`FastRoiPredictor`, what `--roi-subset` runs). Both are warmed up on a small phantom first; the timed runs alternate
-(full, fast, full, fast, ...) so that a shared machine's slow phases hit both; times are medians.
+the ROI (`FastRoiPredictor`, what `--roi-subset` runs). Both are warmed up on a small phantom first;
+the timed runs alternate (full, fast, full, fast, ...) so that a shared machine's slow phases hit
+both; times are medians.
 Printed (one JSON object): time ratio fast / full, windows of each pass, per-class DSC of the ROI
 classes between the two outputs and of each against the phantom's labels.
 """

@@ -144,7 +144,8 @@ class FastRoiPredictor(SupremPredictor):
         return tuple(out)
 
     # ---------------------------------------------------------------- helpers
-    def _preprocess_and_run(self, data: np.ndarray, props: dict, image_files: Sequence[str]) -> Tuple[dict, torch.Tensor]:
+    def _preprocess_and_run(self, data: np.ndarray, props: dict,
+                            image_files: Sequence[str]) -> Tuple[dict, torch.Tensor]:
         """nnU-Net's preprocessing of `data` (c, reader axes) and the sliding window's logits on it (CPU)."""
         pre = self.configuration_manager.preprocessor_class(verbose=False)
         x, _, props = pre.run_case_npy(data, None, props, self.plans_manager, self.configuration_manager,
