@@ -25,7 +25,7 @@ BENCHMARKS: Dict[str, tuple] = {
     "gpu": ("suprem_nnunet.benchmarks.gpu:main",
             "GPU acceptance run: nnU-Net vs ours, presets' MFU, CUDA prediction, fine-tuning, torchrun"),
     "roi": ("suprem_nnunet.benchmarks.roi:main",
-            "fast --roi-subset (coarse pass + ROI windows) vs the full window on a 512x512x300 phantom"),
+            "fast --roi-subset (coarse pass, then the run on the cropped input) vs the full run on a 512x512x300 phantom"),
 }
 
 

@@ -36,9 +36,9 @@ def build_parser():
                         "DICOM series (DICOM input only); both")
     p.add_argument("--roi-subset", type=class_list, default=None, metavar="A,B,...",
                    help="write only these classes (names or synonyms), e.g. liver,spleen; the ROI is located by "
-                        "a coarse pass first and the full-resolution window runs only where it is")
+                        "a coarse pass first and the model runs on the input cropped to it")
     p.add_argument("--roi-full", action="store_true",
-                   help="with --roi-subset: run the full-resolution window over the whole image (no coarse pass)")
+                   help="with --roi-subset: run the model on the whole image (no coarse pass, no crop)")
     p.add_argument("--fast", action="store_true",
                    help="quick look: no window overlap, no mirroring, labels taken at the network's resolution "
                         "and upsampled by nearest neighbour (released models: overlap 0.25)")

@@ -1,49 +1,52 @@
-"""A fast `--roi-subset`: locate the ROI with a coarse pass, then run only the windows that reach it.
+"""A fast `--roi-subset`: locate the ROI with a coarse pass, crop the input to it, run the model on the crop.
 
-Direct inference with `--roi-subset liver,spleen` needs the sliding window only where those organs
-are. TotalSegmentator's `roi_subset` runs a separate 6 mm "organ localisation" model, crops the CT to
-the ROI's bounding box plus a margin and runs the fine model on the crop. `FastRoiPredictor` does the
-same with the model itself, in two passes over the preprocessed image (network grid, after nnU-Net's
-cropping, resampling and normalisation):
+Direct inference with `--roi-subset liver,spleen` needs the model only where those organs are.
+TotalSegmentator's `roi_subset` runs a separate 6 mm "organ localisation" model, crops the CT to the
+ROI's bounding box plus a margin and runs the fine model on the crop. `FastRoiPredictor.predict_case`
+does the same with the model itself:
 
-1. **Coarse pass.** The image is sampled at `coarse_factor` times the plan's spacing, the same network runs its sliding window there (same patch in voxels, so a
-   window sees `coarse_factor`^3 times the volume; no mirroring), and the box of the voxels whose
-   argmax is an ROI class (per class, the connected components of at least `MIN_COMPONENT_FRACTION`
-   of its largest, so that stray voxels at other organs' borders do not stretch it) is mapped back to
-   the full grid and grown by `margin_mm`. The coarse image is sampled (nearest), not averaged:
-   averaging mixes an organ's edge with fat into the intensities of other organs, which a model
-   trained at the plan's spacing reads as those organs.
-2. **Fine pass.** nnU-Net's full-resolution sliding window runs with the full run's window grid
-   (same image, same step, same Gaussian), but only the windows that overlap the box. Every window
-   that covers a voxel of the box overlaps it, so inside the box the logits are the full run's (the
-   same windows summed in the same order); outside it the logits are set to background. The network
-   context of a window is never cut: windows read the whole image, not a crop.
+1. **Coarse pass.** The input image (read once) is sampled (nearest) at `coarse_factor` times the plan's
+   spacing and normalised as the plan normalises; the same network runs its sliding window there (same
+   patch in voxels, so a window sees `coarse_factor`^3 times the volume; no mirroring). The box of the
+   voxels whose argmax is an ROI class (per class, the connected components of at least
+   `MIN_COMPONENT_FRACTION` of its largest, so that stray voxels at other organs' borders do not stretch
+   it) is mapped to the input's voxel grid. The coarse image is sampled, not averaged: averaging mixes
+   an organ's edge with fat into the intensities of other organs, which a model trained at the plan's
+   spacing reads as those organs.
+2. **Crop.** The box is grown by `margin_mm` (the coarse voxels are several mm wide) plus half a patch
+   at the plan's spacing (the context a window at the box's face sees in a full run), in the input's
+   own voxel grid, and the input is cut to it.
+3. **Fine pass.** nnU-Net's preprocessing and the normal sliding window run on the crop (its own window
+   grid: about box / step + 1 windows per axis instead of the whole image's), its labels are exported
+   on the crop's grid and pasted into an all-background label map of the input's size, which is
+   written with the input's geometry.
 
-Inside the box the label map is therefore the full run's voxel for voxel; the ROI classes equal the
-full run's wherever the full run's ROI voxels (and the one-voxel neighbourhood the label export
-interpolates from) lie inside the box. Stray components (below `MIN_COMPONENT_FRACTION` of the class's
-largest) outside the box are left out: there the fast ROI is background where the full run may have a
-few voxels. Two checks keep the rest so:
+Inside the grown box the label map matches the full run's up to the window grid (the windows differ,
+the context does not: every voxel of the box has at least half a patch of image around it); outside the
+crop it is background, so stray ROI voxels a full run leaves far from the organs are not there. Two
+checks fall back to the full run on the whole image (logged, `roi_fallback` says why):
 
-* no ROI class in the coarse pass: the full window runs (logged);
-* the fine pass's ROI components (same size rule) come within `EDGE_VOXELS` of a box face that is not
-  the image border (the coarse pass cut an organ short): the full window runs (logged), so the result is the full run's.
+* no ROI class in the coarse pass;
+* the fine pass's ROI components (same size rule) come within `EDGE_VOXELS` of a face of the crop that
+  is not the image's border (the coarse pass cut an organ short).
 
 Windows are counted (`coarse_windows`, `windows_run`, `windows_skipped`) and logged per case next to
 the number the full run needs (`full_windows`).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 from scipy import ndimage
-from torch.nn import functional as F
 
-from .fast_predictor import BACKGROUND_LOGIT, SupremPredictor
+from ..errors import InputError
+from .fast_predictor import CasePrediction, SupremPredictor
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +56,20 @@ COARSE_FACTOR = 3.0
 MARGIN_MM = 15.0
 #: a class's connected components smaller than this fraction of its largest are stray voxels, not organ
 MIN_COMPONENT_FRACTION = 0.1
-#: fine-pass ROI voxels this close to an inner face of the box mean the coarse pass cut an organ short
+#: fine-pass ROI voxels this close to an inner face of the crop mean the coarse pass cut an organ short
 EDGE_VOXELS = 2
+#: the crop's ends may move this many network voxels outwards to lie on the whole image's network grid
+ALIGN_SEARCH = 16
+#: ... to the first network voxel that lies this close (in input voxels) to an input voxel
+ALIGN_TOLERANCE = 0.1
 
 Box = Tuple[slice, ...]
 
 
 class FastRoiPredictor(SupremPredictor):
-    """`SupremPredictor` whose sliding window, with `roi_labels` set, runs a coarse pass and then only the
-    full-resolution windows that reach the ROI (module doc). Without `roi_labels`, or with nnU-Net's own
-    window (`fast_window=False`), it is `SupremPredictor`."""
+    """`SupremPredictor` whose `predict_case`, with `roi_labels` set, runs a coarse pass, crops the input
+    to the ROI and runs the model on the crop (module doc). Without `roi_labels`, with nnU-Net's own
+    window (`fast_window=False`) or when probabilities are asked for, it is `SupremPredictor`."""
 
     def __init__(self, *args, coarse_factor: float = COARSE_FACTOR, margin_mm: float = MARGIN_MM, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -71,89 +78,156 @@ class FastRoiPredictor(SupremPredictor):
         if margin_mm < 0:
             raise ValueError(f"margin_mm must be >= 0, got {margin_mm}")
         self.coarse_factor, self.margin_mm = float(coarse_factor), float(margin_mm)
-        self._window_box: Optional[Box] = None  # the ROI box in the coordinates of the (padded) window grid
-        #: per case: windows of the coarse pass, windows a full run would take, whether the full run was taken
+        #: per case: windows of the coarse pass, windows a full run would take, why the full run was taken
         self.coarse_windows = self.full_windows = 0
         self.roi_fallback: Optional[str] = None
+        #: per case: the crop (slices of the input array, the reader's axis order) the fine pass ran on
         self.roi_box_used: Optional[Box] = None
 
-    # ---------------------------------------------------------------- the two passes
-    @torch.inference_mode()
-    def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
-        if not self.roi_labels or not self.fast_window:
-            return super().predict_sliding_window_return_logits(input_image)
+    # ---------------------------------------------------------------- per case
+    def predict_case(self, image_files: Sequence[str], probabilities: bool = False) -> CasePrediction:
+        if not self.roi_labels or not self.fast_window or probabilities or len(self.configuration_manager.spacing) != 3:
+            return super().predict_case(image_files, probabilities)
         self.coarse_windows, self.roi_fallback, self.roi_box_used = 0, None, None
-        shape = tuple(input_image.shape[1:])
-        self.full_windows = len(self._internal_get_sliding_window_slicers(self._padded_shape(shape)))
-        box = self.coarse_roi_box(input_image)
+        data, props = self.plans_manager.image_reader_writer_class().read_images(list(image_files))
+        if data.ndim != 4 or len(props["spacing"]) != 3:
+            return self._full_run(data, props, image_files, "the image is not 3D")
+        if not np.isfinite(data).all():
+            raise InputError(f"{image_files[0]}: the image holds NaN or infinite values")
+        self.full_windows = self._window_count(data.shape[1:], props["spacing"])
+        box = self.coarse_roi_box(data, props, image_files)
         if box is None:
-            return self._full_run(input_image, "the coarse pass found none of the ROI classes")
-        self._window_box = self._shift_to_padded(box, shape)
-        try:
-            logits = super().predict_sliding_window_return_logits(input_image)
-        finally:
-            self._window_box = None
-        reason = self._cut_short(logits, box, shape)
+            return self._full_run(data, props, image_files, "the coarse pass found none of the ROI classes")
+        crop_props = crop_properties(props, box)
+        pre, logits = self._preprocess_and_run(np.ascontiguousarray(data[(slice(None), *box)]), crop_props,
+                                               image_files)
+        reason = self._cut_short(logits, pre, box, data.shape[1:])
         if reason:
-            return self._full_run(input_image, reason)
-        set_background_outside(logits, box)
+            return self._full_run(data, props, image_files, reason)
+        seg = self.logits_to_segmentation(logits, pre)
+        full = np.zeros(data.shape[1:], seg.dtype)
+        full[box] = seg
         self.roi_box_used = box
-        log.info("fast ROI: %d coarse + %d fine windows instead of %d (box %s of %s)", self.coarse_windows,
-                 self.windows_run, self.full_windows, [b.stop - b.start for b in box], list(shape))
-        return logits
+        log.info("fast ROI: %d coarse + %d fine windows instead of %d (crop %s of %s)", self.coarse_windows,
+                 self.windows_run, self.full_windows, [b.stop - b.start for b in box], list(data.shape[1:]))
+        return CasePrediction(full, props)
 
-    def coarse_roi_box(self, image: torch.Tensor) -> Optional[Box]:
-        """The ROI's box on the full grid of `image` (c, x, y, z) from a pass at `coarse_factor` times the
-        spacing, grown by `margin_mm`; None when the coarse pass finds no ROI class."""
-        shape = tuple(image.shape[1:])
-        coarse = [max(1, int(round(n / self.coarse_factor))) for n in shape]
-        small = F.interpolate(image[None].float(), size=coarse, mode="nearest-exact")[0]
+    def coarse_roi_box(self, data: np.ndarray, props: dict, image_files: Sequence[str] = ("image",)) -> Optional[Box]:
+        """The crop of `data` (c, reader axes) around the ROI found by a pass at `coarse_factor` times the
+        plan's spacing, grown by `margin_mm` and half a patch; None when the coarse pass finds no ROI class."""
+        shape = data.shape[1:]
+        net = self._network_spacing_reader(len(shape))
+        coarse = [max(1, int(round(n * s / (p * self.coarse_factor)))) for n, s, p in zip(shape, props["spacing"], net)]
+        idx = [np.clip(np.floor((np.arange(c) + 0.5) * n / c).astype(int), 0, n - 1) for n, c in zip(shape, coarse)]
+        small = data[np.ix_(range(data.shape[0]), *idx)]
+        # the sample is handed to nnU-Net's preprocessing as if it were at the plan's spacing: it is only
+        # normalised (and cropped to its non-zero region), not resampled
+        small_props = {**copy.deepcopy(props), "spacing": list(net)}
         mirror, self.use_mirroring = self.use_mirroring, False  # localising needs no test-time mirroring
         try:
-            labels = super().predict_sliding_window_return_logits(small).argmax(0).cpu().numpy()
+            pre, logits = self._preprocess_and_run(small, small_props, image_files)
         finally:
             self.use_mirroring = mirror
         self.coarse_windows = self.windows_run
-        found = roi_extent(labels, self.roi_labels)
+        found = roi_extent(logits.argmax(0).numpy(), self.roi_labels)
         if found is None:
             return None
-        spacing = [float(s) for s in self.configuration_manager.spacing][-len(shape):]
+        back = self.plans_manager.transpose_backward
+        bbox = pre["bbox_used_for_cropping"]  # transposed-forward order, on the sample
         out = []
-        for (lo, hi), n, c, s in zip(found, shape, coarse, spacing):
-            scale, grow = n / c, int(math.ceil(self.margin_mm / s))
-            out.append(slice(max(0, int(math.floor(lo * scale)) - grow), min(n, int(math.ceil(hi * scale)) + grow)))
+        for a, (n, c, s, p) in enumerate(zip(shape, coarse, props["spacing"], net)):
+            lo, hi = (v + bbox[back[a]][0] for v in found[back[a]])
+            patch = float(self.configuration_manager.patch_size[back[a]])
+            grow = int(math.ceil((self.margin_mm + patch * p / 2) / s))
+            out.append(aligned_crop(max(0, int(math.floor(lo * n / c)) - grow),
+                                    min(n, int(math.ceil(hi * n / c)) + grow), n, s, p))
         return tuple(out)
 
-    def _full_run(self, image: torch.Tensor, reason: str) -> torch.Tensor:
-        log.info("fast ROI: %s; running the full window (%d windows)", reason, self.full_windows)
-        self.roi_fallback = reason
-        return super().predict_sliding_window_return_logits(image)
+    # ---------------------------------------------------------------- helpers
+    def _preprocess_and_run(self, data: np.ndarray, props: dict,
+                            image_files: Sequence[str]) -> Tuple[dict, torch.Tensor]:
+        """nnU-Net's preprocessing of `data` (c, reader axes) and the sliding window's logits on it (CPU)."""
+        pre = self.configuration_manager.preprocessor_class(verbose=False)
+        x, _, props = pre.run_case_npy(data, None, props, self.plans_manager, self.configuration_manager,
+                                       self.dataset_json)
+        if not np.isfinite(x).all():
+            raise InputError(f"{image_files[0]}: the image holds NaN or infinite values")
+        return props, self.predict_logits_from_preprocessed_data(torch.from_numpy(x)).cpu()
 
-    def _cut_short(self, logits: torch.Tensor, box: Box, shape: Sequence[int]) -> Optional[str]:
-        """Why the box may have cut an ROI organ short (its fine-pass voxels reach an inner face), or None."""
-        found = roi_extent(logits[(slice(None), *box)].argmax(0).cpu().numpy(), self.roi_labels)
+    def _full_run(self, data: np.ndarray, props: dict, image_files: Sequence[str], reason: str) -> CasePrediction:
+        log.info("fast ROI: %s; running on the whole image (%d windows)", reason, self.full_windows)
+        self.roi_fallback = reason
+        pre, logits = self._preprocess_and_run(data, copy.deepcopy(props), image_files)
+        return CasePrediction(self.logits_to_segmentation(logits, pre), pre)
+
+    def _cut_short(self, logits: torch.Tensor, pre: dict, box: Box, shape: Sequence[int]) -> Optional[str]:
+        """Why the crop may have cut an ROI organ short (its fine-pass voxels reach a face of the crop that
+        is not the image's border), or None."""
+        found = roi_extent(logits.argmax(0).numpy(), self.roi_labels)
         if found is None:
             return None
-        for axis, ((lo, hi), b, n) in enumerate(zip(found, box, shape)):
-            if (b.start > 0 and lo < EDGE_VOXELS) or (b.stop < n and hi > b.stop - b.start - EDGE_VOXELS):
-                return f"the ROI reaches the edge of the coarse box along axis {axis}"
+        grid = logits.shape[1:]  # network grid of the crop, transposed-forward order
+        bbox = pre["bbox_used_for_cropping"]
+        forward = self.plans_manager.transpose_forward
+        for j, ((lo, hi), n_grid) in enumerate(zip(found, grid)):
+            a = forward[j]  # the reader axis of network axis j
+            n_cut = pre["shape_before_cropping"][j]
+            inner_lo = box[a].start > 0 and bbox[j][0] == 0
+            inner_hi = box[a].stop < shape[a] and bbox[j][1] == n_cut
+            if (inner_lo and lo < EDGE_VOXELS) or (inner_hi and hi > n_grid - EDGE_VOXELS):
+                return f"the ROI reaches the edge of the crop along axis {a}"
         return None
 
-    # ---------------------------------------------------------------- window selection
-    def window_has_body(self, sl: Tuple[slice, ...]) -> bool:
-        """A window runs when it holds body (`SupremPredictor`) and, in the fine pass, overlaps the ROI box."""
-        if self._window_box is not None and not all(w.start < b.stop and b.start < w.stop
-                                                    for w, b in zip(sl[1:], self._window_box)):
-            return False
-        return super().window_has_body(sl)
+    def _network_spacing_reader(self, ndim: int) -> List[float]:
+        """The plan's spacing per reader axis (the plan lists it in transposed-forward order)."""
+        spacing = [float(s) for s in self.configuration_manager.spacing]
+        return [spacing[b] for b in self.plans_manager.transpose_backward[:ndim]]
 
-    def _padded_shape(self, shape: Sequence[int]) -> Tuple[int, ...]:
-        return tuple(max(int(n), int(p)) for n, p in zip(shape, self.configuration_manager.patch_size))
+    def _window_count(self, shape: Sequence[int], spacing: Sequence[float]) -> int:
+        """Windows the sliding window takes on the whole image (network grid, padded to the patch)."""
+        forward = self.plans_manager.transpose_forward
+        grid = compute_new_shape([shape[a] for a in forward], [spacing[a] for a in forward],
+                                 [float(s) for s in self.configuration_manager.spacing])
+        padded = [max(int(n), int(p)) for n, p in zip(grid, self.configuration_manager.patch_size)]
+        return len(self._internal_get_sliding_window_slicers(tuple(padded)))
 
-    def _shift_to_padded(self, box: Box, shape: Sequence[int]) -> Box:
-        """`box` on the grid the windows see: an image smaller than the patch is padded centred (pad_nd_image)."""
-        below = [(p - n) // 2 for n, p in zip(shape, self._padded_shape(shape))]
-        return tuple(slice(b.start + o, b.stop + o) for b, o in zip(box, below))
+
+def aligned_crop(start: int, stop: int, n: int, spacing: float, network_spacing: float,
+                 search: int = ALIGN_SEARCH) -> slice:
+    """The slice of input voxels (at least `start:stop` of `n`) whose ends lie on the input coordinates
+    of network-grid voxels of the whole image, so that the crop's own network grid lies on the whole
+    image's: nnU-Net's resize puts network voxel j at input coordinate (j + 0.5) * r - 0.5, r = n / m,
+    m = round(n * spacing / network_spacing); a crop from input voxel j0 * r to j1 * r (both whole)
+    resampled to j1 - j0 voxels puts its voxel i at the whole image's j0 + i. Within `search` network
+    voxels outside `start:stop`, the j0 and j1 nearest to it whose j * r is within ALIGN_TOLERANCE of a
+    whole number are taken (else the closest)."""
+    m = max(1, int(round(n * spacing / network_spacing)))
+    r = n / m
+
+    def best(candidates: Sequence[int]) -> int:  # the nearest within ALIGN_TOLERANCE, else the closest
+        error = [abs(j * r - round(j * r)) for j in candidates]
+        good = [j for j, e in zip(candidates, error) if e <= ALIGN_TOLERANCE]
+        return good[0] if good else candidates[int(np.argmin(error))]
+
+    j0 = best(list(range(int(math.floor(start / r)), max(-1, int(math.floor(start / r)) - search - 1), -1)))
+    j1 = best(list(range(min(m, int(math.ceil(stop / r))), min(m, int(math.ceil(stop / r)) + search) + 1)))
+    lo = min(start, int(round(j0 * r)))
+    hi = n if j1 == m else max(stop, min(n, int(round(j1 * r))))
+    return slice(max(0, lo), hi)
+
+
+def crop_properties(props: dict, box: Box) -> dict:
+    """The reader's properties of the crop `box` (slices in the reader's axis order) of an image: a deep
+    copy whose SimpleITK origin is moved to the crop's first voxel (spacing and direction stay)."""
+    out = copy.deepcopy(props)
+    sitk_stuff = out.get("sitk_stuff")
+    if sitk_stuff is not None:
+        start_xyz = np.array([b.start for b in box][::-1], float)
+        direction = np.asarray(sitk_stuff["direction"], float).reshape(3, 3)
+        spacing = np.asarray(sitk_stuff["spacing"], float)
+        sitk_stuff["origin"] = tuple((np.asarray(sitk_stuff["origin"], float)
+                                      + direction @ (spacing * start_xyz)).tolist())
+    return out
 
 
 def roi_extent(labels: np.ndarray, roi_labels: Sequence[int],
@@ -176,16 +250,3 @@ def roi_extent(labels: np.ndarray, roi_labels: Sequence[int],
         b = np.array([w.max() + 1 for w in where])
         lo, hi = (a, b) if lo is None else (np.minimum(lo, a), np.maximum(hi, b))
     return None if lo is None else [(int(a), int(b)) for a, b in zip(lo, hi)]
-
-
-def set_background_outside(logits: torch.Tensor, box: Box) -> None:
-    """Background logits (BACKGROUND_LOGIT for channel 0, 0 for the others) everywhere outside `box`, in place."""
-    def fill(region) -> None:
-        logits[(slice(None), *region)] = 0.0
-        logits[(0, *region)] = BACKGROUND_LOGIT
-
-    for axis, b in enumerate(box):
-        inner = tuple(box[:axis])  # axes before this one: already restricted to the box
-        rest = (slice(None),) * (len(box) - axis - 1)
-        fill((*inner, slice(0, b.start), *rest))
-        fill((*inner, slice(b.stop, None), *rest))

@@ -114,8 +114,8 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
     probabilities, no body crop, float16 window sums, float32 network) inside the same predictor, for
     comparison. `bf16`: the network in bfloat16 on CPU (None: where the CPU has native bf16; default off:
     on a trained demo model 3e-4 of the voxels change and the worst class's DSC against float32 was 0.984).
-    `fast_roi`: a `FastRoiPredictor`, which with `roi_labels` set locates the ROI with a coarse pass and
-    runs only the full-resolution windows that reach it (`inference.fast_roi`).
+    `fast_roi`: a `FastRoiPredictor`, which with `roi_labels` set locates the ROI with a coarse pass,
+    crops the input to it and runs the model on the crop (`inference.fast_roi`).
     `backend`: where the network runs on CPU (`inference/backends.py`; default torch)."""
     from contextlib import redirect_stdout
 
