@@ -13,7 +13,7 @@ SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
 def check_part(num_parts: int, part_id: int, names: Tuple[str, str] = ("--num-parts", "--part-id")) -> None:
-    """ValueError (one line, naming the arguments) unless 1 <= num_parts and 0 <= part_id < num_parts."""
+    """InputError (one line, naming the arguments) unless 1 <= num_parts and 0 <= part_id < num_parts."""
     n_name, k_name = names
     if isinstance(num_parts, bool) or not isinstance(num_parts, int) or num_parts < 1:
         raise InputError(f"{n_name} must be a positive integer, got {num_parts!r}")
@@ -30,7 +30,7 @@ def take_part(items: Iterable[T], num_parts: int = 1, part_id: int = 0) -> List[
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
-    """'K/N' -> (K, N), shard K (0-based) of N; ValueError naming the text otherwise."""
+    """'K/N' -> (K, N), shard K (0-based) of N; InputError naming the text otherwise."""
     m = SHARD.match(str(text))
     if not m:
         raise InputError(f"expected K/N (shard K of N, K from 0), got {text!r}")

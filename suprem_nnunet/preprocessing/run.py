@@ -47,6 +47,12 @@ class SupremPreprocessor(DefaultPreprocessor):
                                 as_fast_configuration(configuration_manager), dataset_json)
 
 
+
+def preprocessed_cases(data_dir) -> List[str]:
+    """Sorted case ids of an nnU-Net preprocessed data folder (one `<case>.pkl` per case; none if absent)."""
+    data_dir = Path(data_dir)
+    return sorted(p.name[: -len(".pkl")] for p in data_dir.glob("*.pkl")) if data_dir.is_dir() else []
+
 def complete_cases(data_dir: Path) -> List[str]:
     """Cases of a preprocessed folder that were written completely. nnU-Net writes a case's arrays,
     then its .pkl (in place, not atomically): a .pkl that unpickles marks a complete case, a
@@ -128,7 +134,7 @@ def ensure_preprocessed(dataset: str, plans_identifier: str, configuration: str,
     dataset_json = json.loads((raw / "dataset.json").read_text())
     cases = get_filenames_of_train_images_and_targets(str(raw), dataset_json)
     new = mf.raw_manifest(raw, cases, pm.plans, configuration)
-    present = [p.name[: -len(".pkl")] for p in data_dir.glob("*.pkl")] if data_dir.is_dir() else []
+    present = preprocessed_cases(data_dir)
     state = mf.compare(mf.read_marker(data_dir), new, present)
     raw_json = (raw / "dataset.json").read_bytes()
     if not (pre / "dataset.json").is_file() or (pre / "dataset.json").read_bytes() != raw_json:

@@ -34,7 +34,7 @@ from .head_remap import ChannelMap, format_mapping, map_head, save_mapping, tran
 from .model_card import prior_stages
 from .run import build_trainer, train
 from ..planning.planner import plan_and_preprocess, plans_name_for, PlanningCaps
-from ..preprocessing.run import preprocess_dataset
+from ..preprocessing.run import preprocess_dataset, preprocessed_cases
 from ..configs import as_config
 from ..errors import InputError, MissingFileError
 
@@ -311,7 +311,7 @@ def finetune(config: Union[FinetuneConfig, str], *args, **kwargs) -> Path:
     # the plans this run made (another process may rewrite the file's pretrain block meanwhile)
     trainer = build_trainer(cls, cfg.target, plans_name, cfg.configuration, "all", cfg.device,
                             plans if src.model is not None else None)
-    all_ids = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
+    all_ids = preprocessed_cases(trainer.preprocessed_dataset_folder)
     trainer.train_cases, trainer.val_cases = few_shot_split(all_ids, cfg.num_train_cases, cfg.seed)
     trainer.freeze_encoder_epochs = int(cfg.freeze_encoder_epochs)
     trainer.pretrained = None if cfg.from_scratch else src

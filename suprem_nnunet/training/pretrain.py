@@ -18,7 +18,7 @@ import torch
 from ..dataset.raw import resolve_dataset
 from ..errors import InputError
 from ..planning.planner import plans_name_for
-from ..preprocessing.run import ensure_preprocessed
+from ..preprocessing.run import ensure_preprocessed, preprocessed_cases
 from .base import PARTIAL_LOSSES, SupremPretrainer, TrainingBudget
 from .ddp import process_group, rank_zero_first
 from .run import build_trainer, check_launch, resolve_device, train
@@ -107,7 +107,7 @@ def pretrain(config: PretrainConfig) -> Path:
         trainer.configure_partial_labels(config.partial_loss, config.sample_by)
         info = dict(config.run_info)
         if hasattr(trainer, "train_cases"):
-            cases = sorted(p.name[: -len(".pkl")] for p in Path(trainer.preprocessed_dataset_folder).glob("*.pkl"))
+            cases = preprocessed_cases(trainer.preprocessed_dataset_folder)
             n = config.num_train_cases
             if n is not None and n < len(cases):
                 trainer.train_cases = cases[:n]
