@@ -13,16 +13,17 @@ does the same with the model itself:
    it) is mapped to the input's voxel grid. The coarse image is sampled, not averaged: averaging mixes
    an organ's edge with fat into the intensities of other organs, which a model trained at the plan's
    spacing reads as those organs.
-2. **Crop.** The box is grown by `margin_mm` (the coarse voxels are several mm wide) plus half a patch
-   at the plan's spacing (the context a window at the box's face sees in a full run), in the input's
-   own voxel grid, and the input is cut to it.
+2. **Crop.** The box is grown by `margin_mm` (default 20 mm: the coarse voxels are several mm wide;
+   TotalSegmentator grows its ROI crop by 20 voxels) plus `context_patches` times a patch at the plan's
+   spacing (default 0; 0.5 gives every voxel of the box half a patch of image around it, as the windows
+   at the box's face see in a full run), in the input's own voxel grid, and the input is cut to it.
 3. **Fine pass.** nnU-Net's preprocessing and the normal sliding window run on the crop (its own window
    grid: about box / step + 1 windows per axis instead of the whole image's), its labels are exported
    on the crop's grid and pasted into an all-background label map of the input's size, which is
    written with the input's geometry.
 
-Inside the grown box the label map matches the full run's up to the window grid (the windows differ,
-the context does not: every voxel of the box has at least half a patch of image around it); outside the
+Inside the grown box the label map matches the full run's up to the window grid and the context a
+window sees beyond the crop (every ROI voxel has at least `margin_mm` of image around it); outside the
 crop it is background, so stray ROI voxels a full run leaves far from the organs are not there. Two
 checks fall back to the full run on the whole image (logged, `roi_fallback` says why):
 
@@ -53,7 +54,9 @@ log = logging.getLogger(__name__)
 #: coarse spacing = this times the plan's spacing (TotalSegmentator localises at 6 mm for a 1.5 mm model)
 COARSE_FACTOR = 3.0
 #: the coarse box is grown by this many mm on every side (coarse voxels are several mm wide)
-MARGIN_MM = 15.0
+MARGIN_MM = 20.0
+#: ... and by this fraction of a patch (at the plan's spacing) for the network's context
+CONTEXT_PATCHES = 0.0
 #: a class's connected components smaller than this fraction of its largest are stray voxels, not organ
 MIN_COMPONENT_FRACTION = 0.1
 #: fine-pass ROI voxels this close to an inner face of the crop mean the coarse pass cut an organ short
@@ -71,13 +74,17 @@ class FastRoiPredictor(SupremPredictor):
     to the ROI and runs the model on the crop (module doc). Without `roi_labels`, with nnU-Net's own
     window (`fast_window=False`) or when probabilities are asked for, it is `SupremPredictor`."""
 
-    def __init__(self, *args, coarse_factor: float = COARSE_FACTOR, margin_mm: float = MARGIN_MM, **kwargs) -> None:
+    def __init__(self, *args, coarse_factor: float = COARSE_FACTOR, margin_mm: float = MARGIN_MM,
+                 context_patches: float = CONTEXT_PATCHES, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not coarse_factor > 1:
             raise ValueError(f"coarse_factor must be above 1, got {coarse_factor}")
         if margin_mm < 0:
             raise ValueError(f"margin_mm must be >= 0, got {margin_mm}")
+        if context_patches < 0:
+            raise ValueError(f"context_patches must be >= 0, got {context_patches}")
         self.coarse_factor, self.margin_mm = float(coarse_factor), float(margin_mm)
+        self.context_patches = float(context_patches)
         #: per case: windows of the coarse pass, windows a full run would take, why the full run was taken
         self.coarse_windows = self.full_windows = 0
         self.roi_fallback: Optional[str] = None
@@ -114,7 +121,7 @@ class FastRoiPredictor(SupremPredictor):
 
     def coarse_roi_box(self, data: np.ndarray, props: dict, image_files: Sequence[str] = ("image",)) -> Optional[Box]:
         """The crop of `data` (c, reader axes) around the ROI found by a pass at `coarse_factor` times the
-        plan's spacing, grown by `margin_mm` and half a patch; None when the coarse pass finds no ROI class."""
+        plan's spacing, grown by `margin_mm` and `context_patches` of a patch; None when the coarse pass finds no ROI class."""
         shape = data.shape[1:]
         net = self._network_spacing_reader(len(shape))
         coarse = [max(1, int(round(n * s / (p * self.coarse_factor)))) for n, s, p in zip(shape, props["spacing"], net)]
@@ -138,7 +145,7 @@ class FastRoiPredictor(SupremPredictor):
         for a, (n, c, s, p) in enumerate(zip(shape, coarse, props["spacing"], net)):
             lo, hi = (v + bbox[back[a]][0] for v in found[back[a]])
             patch = float(self.configuration_manager.patch_size[back[a]])
-            grow = int(math.ceil((self.margin_mm + patch * p / 2) / s))
+            grow = int(math.ceil((self.margin_mm + self.context_patches * patch * p) / s))
             out.append(aligned_crop(max(0, int(math.floor(lo * n / c)) - grow),
                                     min(n, int(math.ceil(hi * n / c)) + grow), n, s, p))
         return tuple(out)

@@ -66,6 +66,29 @@ def test_fast_roi_equals_the_full_run_with_fewer_windows(case):
     assert not np.isin(full[~inside], roi).any()
 
 
+def test_context_widens_the_crop_and_both_agree_with_the_full_run(case):
+    """Unit: one phantom case, ROI liver + kidney_right. The default crop (margin only) is no larger than the
+    one grown by half a patch of context, and both agree with the full run."""
+    _, model, image, _ = case
+    roi = [1, 4]
+    full, _ = _run(model, image, roi, fast_roi=False)
+    boxes = {}
+    for context in (0.0, 0.5):
+        p = make_predictor(model, torch.device("cpu"), fast_roi=True)
+        p.allow_tqdm, p.roi_labels, p.context_patches = False, roi, context
+        fast = keep_classes(p.predict_case([str(image)]).segmentation, {str(k): k for k in roi})
+        assert p.roi_fallback is None
+        boxes[context] = p.roi_box_used
+        for k in roi:
+            a, b = full == k, fast == k
+            assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99, (context, k)
+    for narrow, wide in zip(boxes[0.0], boxes[0.5]):
+        assert wide.start <= narrow.start and narrow.stop <= wide.stop
+    assert boxes[0.0] != boxes[0.5]
+    with pytest.raises(ValueError, match="context_patches"):
+        FastRoiPredictor(context_patches=-1.0)
+
+
 def test_no_roi_class_in_the_coarse_pass_runs_the_full_window(case):
     root, model, _, _ = case
     hu = np.full(SHAPE, -1000, np.int16)  # air: no organ
