@@ -24,6 +24,8 @@ BENCHMARKS: Dict[str, tuple] = {
                  "annotation flywheel: revise the top-ranked cases vs random ones, budget-matched"),
     "gpu": ("suprem_nnunet.benchmarks.gpu:main",
             "GPU acceptance run: nnU-Net vs ours, presets' MFU, CUDA prediction, fine-tuning, torchrun"),
+    "release-roi": ("suprem_nnunet.benchmarks.release_roi:main",
+                    "a released SuPreM U-Net's direct inference with --roi-subset on a 244x202x224 grid, per overlap"),
     "roi": ("suprem_nnunet.benchmarks.roi:main",
             "fast --roi-subset (coarse pass, then the run on the cropped input) vs the full run on a 512x512x300 phantom"),
 }

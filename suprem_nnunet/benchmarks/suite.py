@@ -22,6 +22,9 @@ import argparse
 import json
 import time
 from typing import Dict, List, Optional, Sequence
+
+import torch
+
 from ..synth import PhantomGenerator
 from ..networks import network_class
 from ..networks.registry import get_backbone
@@ -106,6 +109,9 @@ def data_parser(p: argparse.ArgumentParser, predict: bool) -> None:
                             "measured in the same run) and per case against nnU-Net")
         p.add_argument("--windows-only", action="store_true",
                        help="with --backends: only the peak and the per-window rows, no whole-case prediction")
+        p.add_argument("--window-network", choices=["band", "unet", "segresnet", "swinunetr"], default="band",
+                       help="the network of the per-window rows: the benchmark model's (band) or a backbone at "
+                            "its release widths (random weights, 33 outputs) on a --patch window")
         p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
                        help="our network in bfloat16 on CPU (auto: where the CPU has native bf16); nnU-Net's "
                             "stays float32")
@@ -155,15 +161,33 @@ def run_data(args, predict: bool) -> List[Dict]:
     return rows
 
 
+def window_network_factory(args):
+    """A function giving a fresh eval-mode copy (same weights) of the per-window network: the benchmark
+    model's, or `--window-network`'s backbone at its default (release) widths with 33 outputs."""
+    if getattr(args, "window_network", "band") == "band":
+        model = bp.benchmark_model(patch=args.patch, unet_features=args.unet_features)
+        return lambda: build_trained_network(model).eval()
+    b = get_backbone(args.window_network)
+    torch.manual_seed(0)
+    state = network_class(b.name)(input_channels=1, num_classes=33, deep_supervision=False,
+                                  **b.default_arch_kwargs).state_dict()
+
+    def make():
+        net = network_class(b.name)(input_channels=1, num_classes=33, deep_supervision=False, **b.default_arch_kwargs)
+        net.load_state_dict(state)
+        return net.eval()
+    return make
+
+
 def bench_backends(args, bf16) -> List[Dict]:
     """The peak conv3d and one row per backend for the benchmark model's network at --patch."""
 
     if bf16:
         raise ValueError("--backends compares float32 backends; drop --bf16")
     peak = measure_peak()
-    print(f"peak: oneDNN conv3d {peak['shape']} float32: {peak['gflops']:.1f} GFLOP/s", flush=True)
-    model = bp.benchmark_model(patch=args.patch, unet_features=args.unet_features)
-    rows = [peak] + bench_windows(lambda: build_trained_network(model).eval(), (args.patch,) * 3, args.backends,
+    print(f"peak: oneDNN conv3d float32, best of {peak['by_shape']} GFLOP/s: {peak['gflops']:.1f} GFLOP/s "
+          f"({peak['shape']})", flush=True)
+    rows = [peak] + bench_windows(window_network_factory(args), (args.patch,) * 3, args.backends,
                                   peak_gflops=peak["gflops"])
     for r in rows[1:]:
         print(f"window {r['backend']:<8} {r['patch']} {r['threads']} thread(s): {r['window_s']:.3f} s "

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Mapping
 import torch
 from torch import nn
 
+from ..inference.openvino_export import TwoLevelNorm
 from ..networks.registry import get_backbone
 from ..errors import InputError
 
@@ -55,7 +56,9 @@ DEEPEST_BLOCK: Dict[str, Callable[[nn.Module], nn.Module]] = {
     "nnunet": lambda net: net.encoder.stages[-1], "resenc": lambda net: net.encoder.stages[-1],
     "unet": lambda net: net.down_tr512, "swinunetr": lambda net: net.encoder10,
 }
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+#: the normalisation layers whose input `pre_norm` takes; TwoLevelNorm is what the OpenVINO export puts in their
+#: place (inference/openvino_export.py), so an exported classifier takes the same features
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, TwoLevelNorm)
 
 
 def encoder_features(backbone: str, net: nn.Module, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:

@@ -41,6 +41,7 @@ from .model import load_classifier
 from ..dataset.raw import atomic_write_bytes
 from .data import case_images
 from ..errors import InputError, MissingFileError
+from ..inference.backends import BackendConfig, BackendError, make_backend
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +137,16 @@ def train_on_cases(model: SubtypeClassifier, cases: Sequence[Case], targets: Seq
 
 
 def predict_cases(model: SubtypeClassifier, cases: Sequence[Case], patch: Sequence[int],
-                  device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """Softmax scores (cases, classes) of the centred patch of every case."""
+                  device: torch.device = torch.device("cpu"), runner: Optional[nn.Module] = None) -> np.ndarray:
+    """Softmax scores (cases, classes) of the centred patch of every case. `runner`: what runs `model`'s
+    forward pass in its place (e.g. `inference.backends`' wrapper of it)."""
     model.to(device).eval()
+    net = model if runner is None else runner.to(device).eval()
     out = []
     with torch.no_grad():
         for c in cases:
             x = torch.from_numpy(case_patch(c, patch)[None]).to(device)
-            out.append(torch.softmax(model(x), 1)[0].cpu().numpy())
+            out.append(torch.softmax(net(x), 1)[0].cpu().numpy())
     return np.stack(out) if out else np.zeros((0, len(model.head[1].bias)))
 
 
@@ -261,11 +264,17 @@ class Scores:
 
 
 def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels: Optional[Path] = None,
-                   device: torch.device = torch.device("cpu"), source: str = "--roi-labels") -> Scores:
+                   device: torch.device = torch.device("cpu"), source: str = "--roi-labels",
+                   backend: Optional[BackendConfig] = None) -> Scores:
     """Scores of every case of {case: image files}. A model trained on ROI-masked patches needs
     `roi_labels` (ValueError otherwise); a case without an ROI there is not scored (one warning line
-    naming it and its label map)."""
+    naming it and its label map). `backend`: where the network runs on a CPU (default torch)."""
     model, spec, ckpt = load_classifier(model_path)
+    runner = None
+    if backend is not None and backend.name != "torch":
+        if device.type != "cpu":
+            raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device.type}")
+        runner = make_backend(backend.name, model.eval(), backend.cache_dir)
     pre = checkpoint_preprocessor(spec, ckpt)
     segs = roi_files(images, roi_labels)
     if pre.mask_roi and roi_labels is None:
@@ -280,7 +289,7 @@ def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels
             log.warning("%s: empty ROI (%s has no pancreas or lesion voxel); not scored", c.name, what)
         else:
             keep.append(c)
-    scores = predict_cases(model, keep, ckpt["patch_size"], device)
+    scores = predict_cases(model, keep, ckpt["patch_size"], device, runner)
     return Scores(list(ckpt["classes"]), {c.name: s for c, s in zip(keep, scores)}, unscored)
 
 
@@ -296,10 +305,10 @@ def write_scores(scores: Scores, output_csv: Path) -> Path:
 
 
 def predict_folder(inputs: Path, model_path: Path, output_csv: Path, roi_labels: Optional[Path] = None,
-                   device: torch.device = torch.device("cpu")) -> Path:
+                   device: torch.device = torch.device("cpu"), backend: Optional[BackendConfig] = None) -> Path:
     """scores.csv (case, one softmax score per class, prediction) for every image of `inputs` that
     has an ROI (see `predict_scores`); ValueError when no case could be scored."""
-    res = predict_scores(case_images(inputs), model_path, roi_labels, device)
+    res = predict_scores(case_images(inputs), model_path, roi_labels, device, backend=backend)
     if not res.scores:
         raise InputError(f"{roi_labels}: no case of {inputs} has a pancreas or lesion voxel in its label map; "
                          "nothing scored")

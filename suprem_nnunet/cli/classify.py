@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .common import float_triple, int_triple, parser, positive_int, run
+from .common import add_backend_args, float_triple, int_triple, parser, positive_int, run
 from .train import add_budget_args, budget_from
 from ..errors import InputError
 
@@ -66,6 +66,7 @@ def build_parser():
                          "lesion is the region the classifier sees; needed by ROI-masked classifiers (the default); "
                          "a case with an empty region is not scored (one warning line)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_backend_args(pr, "patch")
 
     fp = sub.add_parser("from-probabilities", help="segmentation-derived route: scores from <case>.npz files")
     fp.add_argument("probabilities", help="folder of suprem_predict --save-probabilities outputs")
@@ -105,9 +106,12 @@ def _main(args) -> int:
 
     if args.command == "predict":
         from ..classification.train import predict_folder
+        from ..inference.backends import BackendConfig
+        from ..inference.predict import set_threads
 
+        set_threads(args.threads)
         print(predict_folder(Path(args.input), Path(args.model), Path(args.output), args.roi_labels,
-                             resolve_device(args.device)))
+                             resolve_device(args.device), BackendConfig(args.backend, args.backend_cache)))
         return 0
     from ..classification.train import train_classifier
     from ..dataset.raw import resolve_dataset

@@ -137,6 +137,19 @@ def add_seed_args(p, what: str = "everything random in the run") -> None:
                         "(slower on GPUs; CPU runs with nnUNet_n_proc_DA=0 are reproducible without it)")
 
 
+def add_backend_args(p: argparse.ArgumentParser, what: str = "window") -> None:
+    """--backend, --backend-cache and --threads: where a network runs on a CPU (inference/backends.py)."""
+    p.add_argument("--backend", default="torch", choices=["torch", "compile", "openvino", "auto"],
+                   help=f"CPU: where the network runs. compile: torch.compile (needs a C++ compiler; compiles once "
+                        f"per {what} shape); openvino: needs pip install 'suprem-nnunet[openvino]' (exported once per "
+                        f"model and {what} shape into --backend-cache, float32); auto: the fastest of these whose "
+                        f"logits match torch's on the first {what}")
+    p.add_argument("--backend-cache", default=None, metavar="FOLDER",
+                   help="OpenVINO exports (default: $SUPREM_BACKEND_CACHE or ~/.cache/suprem_nnunet/openvino)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the network (default: torch's, i.e. the cores it sees)")
+
+
 def stdout_closed() -> int:
     """Exit status after the reader of stdout went away (`suprem_convert --list | head`): the rest of
     the output is dropped quietly (stdout now points at /dev/null, so the flush at exit cannot fail

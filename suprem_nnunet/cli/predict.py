@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence
 
 from .common import parser, run
 from ..errors import InputError
-from .common import non_negative_int, positive_int
+from .common import add_backend_args, non_negative_int, positive_int
 
 
 def class_list(text: str) -> List[str]:
@@ -62,15 +62,7 @@ def build_parser():
     p.add_argument("--part-id", type=non_negative_int, default=0,
                    help="which part (0 .. --num-parts - 1) this process predicts: every --num-parts-th of the "
                         "sorted case names from this one on (nnU-Net's convention)")
-    p.add_argument("--backend", default="torch", choices=["torch", "compile", "openvino", "auto"],
-                   help="CPU: where the network runs. compile: torch.compile (needs a C++ compiler; compiles once "
-                        "per window shape); openvino: needs pip install 'suprem-nnunet[openvino]' (exported once per "
-                        "model and window shape into --backend-cache, float32); auto: the fastest of these whose "
-                        "logits match torch's on the first window")
-    p.add_argument("--backend-cache", default=None, metavar="FOLDER",
-                   help="OpenVINO exports (default: $SUPREM_BACKEND_CACHE or ~/.cache/suprem_nnunet/openvino)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for the network (default: torch's, i.e. the cores it sees)")
+    add_backend_args(p)
     return p
 
 
@@ -92,10 +84,10 @@ def _main(args) -> int:
     if args.roi_full and not args.roi_subset:
         raise InputError("--roi-full needs --roi-subset")
     if not resolved.is_ours:  # released checkpoint: the paper's direct-inference protocol
-        if args.backend != "torch":
-            raise InputError(f"--backend {args.backend}: released checkpoints run with torch only")
         set_threads(args.threads)
-        written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra)
+        written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra,
+                                       roi_full=args.roi_full,
+                                       backend=BackendConfig(args.backend, args.backend_cache))
     else:
         written = predict(PredictConfig(args.input, args.output, model, device=device, mirror=args.mirror,
                                         step_size=args.step_size, per_class=args.per_class,

@@ -316,11 +316,14 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
                          per_class: bool = False, *, roi_subset: Optional[Sequence[str]] = None, fast: bool = False,
                          statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
                          series_uid: Optional[str] = None, skip_bad: bool = False,
-                         output_type: str = "nifti", num_parts: int = 1, part_id: int = 0) -> List[Path]:
+                         output_type: str = "nifti", num_parts: int = 1, part_id: int = 0,
+                         roi_full: bool = False, backend: Optional[BackendConfig] = None) -> List[Path]:
     """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case.
 
     Same outputs and options as `predict`; `fast` lowers the window overlap from the protocol's 0.75
-    to 0.25. Probabilities are not available (released heads give one sigmoid per class)."""
+    to 0.25. Probabilities are not available (released heads give one sigmoid per class). With
+    `roi_subset` (and not `roi_full`), the fast ROI of `zoo.predict.predict_released` runs: a coarse pass,
+    then the protocol on the input cropped to those classes. `backend`: where the network runs on CPU."""
     check_part(num_parts, part_id)
     from tqdm import tqdm
 
@@ -341,9 +344,15 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
         model = load_released(name, map_location=device)
         names = list(getattr(model, "class_names", []) or [])
         roi = validate_roi(roi_subset, names, name) if names else None
+        runner = None
+        if backend is not None and backend.name != "torch":
+            if torch.device(device).type != "cpu":
+                raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device}")
+            runner = make_backend(backend.name, model.eval(), backend.cache_dir)
         for case in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             f = tmp / f"{case}.nii.gz"
-            ids = predict_released(model, cases[case][0], f, device=device, overlap=0.25 if fast else None)
+            ids = predict_released(model, cases[case][0], f, device=device, overlap=0.25 if fast else None,
+                                   roi_names=roi if roi and not roi_full else None, runner=runner)
             kept = {n: ids[n] for n in roi} if roi else dict(ids)
             if roi:
                 _keep_in_file(f, kept)

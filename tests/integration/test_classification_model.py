@@ -11,6 +11,7 @@ import torch
 from suprem_nnunet.classification.encoder import ENCODER_FEATURES, load_encoder_weights
 from suprem_nnunet.classification.model import EncoderSpec, build_network, load_classifier, make_classifier
 from suprem_nnunet.classification.data import SUBTYPES
+from suprem_nnunet.inference.openvino_export import openvino_version
 from suprem_nnunet.networks.registry import BACKBONES
 
 from helpers.tiny_plans import DATASET, tiny_plans
@@ -110,6 +111,13 @@ def test_train_predict_evaluate_cli(nnunet_env, tmp_path, one_torch_thread, caps
     assert rows[0] == "case,none,pdac,cyst,pannet,prediction" and len(rows) == 5
     p = np.array([[float(v) for v in r.split(",")[1:5]] for r in rows[1:]])
     assert np.allclose(p.sum(1), 1, atol=1e-4)
+    if openvino_version() is not None:  # the same scores through OpenVINO (n = 4 test cases, 6 decimals)
+        assert classify(["predict", "-i", str(raw / "imagesTs"), "-m", str(tmp_path / "pre_arm"), "-o",
+                         str(tmp_path / "ov.csv"), "--roi-labels", str(raw / "labelsTs"), "--device", "cpu",
+                         "--backend", "openvino", "--backend-cache", str(tmp_path / "ov"), "--threads", "1"]) == 0
+        ov = (tmp_path / "ov.csv").read_text().splitlines()
+        q = np.array([[float(v) for v in r.split(",")[1:5]] for r in ov[1:]])
+        assert [r.split(",")[0] for r in ov] == [r.split(",")[0] for r in rows] and np.abs(q - p).max() <= 1e-4
     info = json.loads((tmp_path / "pre_arm" / "run_info.json").read_text())
     assert info["input"] == {"window_hu": [-200.0, 300.0], "fill": "roi_median", "mask_roi": True,
                              "roi_margin_mm": 0.0}

@@ -232,3 +232,31 @@ def test_broken_inductor_cache_names_the_folder(monkeypatch, tmp_path):
     line = bk.compile_failure(small_unet(), (1, 1, 16, 16, 16), e)
     assert "\n" not in line and line.startswith("torch.compile could not build PlainConvUNet for input [1, 1, 16, 16, 16]")
     assert f"inductor's kernel cache {tmp_path / 'inductor'} holds a broken file" in line
+
+
+@needs_openvino
+def test_a_released_checkpoint_runs_on_openvino_within_the_tolerance_and_says_so(tmp_path):
+    """Unit: one release-layout U-Net (tiny widths, random weights, Universal head) on one 32^3 window, then
+    one synthetic CT through `suprem_predict`: logits within TOLERANCE of torch, the choice in the sidecar."""
+    import SimpleITK as sitk
+
+    from suprem_nnunet.cli.predict import main as predict_main
+    from suprem_nnunet.zoo.layouts import release_like_checkpoint
+    from suprem_nnunet.zoo.release import load_released
+
+    ckpt = tmp_path / "supervised_suprem_unet_2100.pth"
+    torch.save(release_like_checkpoint("unet", seed=3), ckpt)
+    model = load_released(ckpt).eval()
+    x = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = model(x)
+        got = make_backend("openvino", model, tmp_path / "cache")(x)
+    assert got.shape == want.shape and relative_error(got, want) <= TOLERANCE
+    img = sitk.GetImageFromArray(np.random.default_rng(0).normal(40, 30, (24, 40, 40)).astype(np.int16))
+    img.SetSpacing((2.0, 2.0, 2.5))
+    sitk.WriteImage(img, str(tmp_path / "ct.nii.gz"))
+    assert predict_main(["-i", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out"), "-m", str(ckpt),
+                         "--backend", "openvino", "--backend-cache", str(tmp_path / "cache"), "--fast"]) == 0
+    side = json.loads((tmp_path / "out" / "ct.json").read_text())
+    assert side["protocol"]["network"]["backend"] == "openvino"
+    assert side["protocol"]["network"]["precision"] == "f32"
