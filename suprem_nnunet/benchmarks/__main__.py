@@ -13,6 +13,8 @@ from typing import Dict, Optional, Sequence
 BENCHMARKS: Dict[str, tuple] = {
     "train": ("suprem_nnunet.benchmarks.suite:train_main",
               "phantom generation and one training iteration per backbone"),
+    "mirroring-real": ("suprem_nnunet.benchmarks.mirroring_real:main",
+                       "left/right mirroring policies on the real CT (a training-set fit per policy and seed)"),
     "predict": ("suprem_nnunet.benchmarks.suite:predict_main", "prediction: ours vs nnU-Net's nnUNetPredictor"),
     "preprocess": ("suprem_nnunet.benchmarks.suite:preprocess_main",
                    "preprocessing: ours vs nnU-Net's DefaultPreprocessor"),

@@ -33,6 +33,9 @@ from ..training.base import PARTIAL_LOSSES, TrainingBudget
 from ..training.sampling import check_sample_by
 from dataset_conversion.labelspace import unified_order
 from ..synth import get_profile
+from ..synth.profiles import SourceProfile
+from ..planning.mirroring import DEFAULT_POLICY, check_policy
+from ..labels import BY_NAME
 from dataset_conversion.merge import merge
 from ..dataset.raw import dataset_name
 from ..synth.dataset import make_phantom_dataset, make_profile_dataset
@@ -75,6 +78,7 @@ class PartialBenchConfig:
     step_size: float = 1.0  # sliding-window step (nnU-Net: 0.5); no overlap keeps CPU prediction short
     jobs: int = 1  # arms trained at once, each in its own process (one per CPU core on a CPU machine)
     threads: Optional[int] = None  # torch threads per arm (None: torch's default)
+    left_right_mirroring: str = DEFAULT_POLICY  # planning/mirroring.py: swap, omit or nnunet
     timings: Dict[str, float] = field(default_factory=dict)
 
 
@@ -87,12 +91,29 @@ def parse_arm(arm: str) -> Tuple[str, str]:
     return loss, check_sample_by(sample_by or "case")
 
 
+def source_profile(name: str) -> SourceProfile:
+    """A registered profile (`synth/profiles.py`), or a custom source `LABEL=class+class+...`: the named
+    unified classes labelled, on BTCV's grid, phase and noise (every organ is still drawn)."""
+    label, eq, classes = name.partition("=")
+    if not eq:
+        return get_profile(name)
+    names = tuple(c.strip() for c in classes.split("+") if c.strip())
+    unknown = [c for c in names if c not in BY_NAME]
+    if not label.isidentifier() or not names or unknown:
+        raise InputError(f"source {name!r}: expected LABEL=class+class (unified class names)"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    btcv = get_profile("btcv")
+    return SourceProfile(label, f"custom source {label}", names, btcv.spacing, btcv.shape, btcv.slice_thickness,
+                         btcv.phase, btcv.noise_hu, "Phantom" + "".join(w.title() for w in label.split("_")),
+                         f"custom: {', '.join(names)} labelled")
+
+
 def annotation_counts(sources: Sequence[Tuple[str, int]]) -> Dict[str, int]:
     """Class -> number of sources annotating it, in unified order."""
 
     counts: Dict[str, int] = {}
     for name, _ in sources:
-        for c in get_profile(name).classes:
+        for c in source_profile(name).classes:
             counts[c] = counts.get(c, 0) + 1
     order = unified_order(counts)
     return {c: counts[c] for c in order}
@@ -110,13 +131,13 @@ def make_data(cfg: PartialBenchConfig) -> Tuple[str, Path, Dict[str, int]]:
     ids = []
     for i, (name, n) in enumerate(cfg.sources):
         ids.append(FIRST_SOURCE_ID + i)
-        if not (raw / dataset_name(ids[-1], get_profile(name).dataset_name)).is_dir():
-            make_profile_dataset(ids[-1], get_profile(name), n, 0, seed=cfg.seed, progress=False)
+        if not (raw / dataset_name(ids[-1], source_profile(name).dataset_name)).is_dir():
+            make_profile_dataset(ids[-1], source_profile(name), n, 0, seed=cfg.seed, progress=False)
     merged = dataset_name(PRETRAIN_ID, "PartialPretrain")
     if not (raw / merged / "dataset.json").is_file():
         merge(ids, PRETRAIN_ID, "PartialPretrain", progress=False)
     counts = annotation_counts(cfg.sources)
-    ref = get_profile(cfg.sources[0][0])  # the held-out grid: the first source's, portal-venous phase
+    ref = source_profile(cfg.sources[0][0])  # the held-out grid: the first source's, portal-venous phase
     heldout = raw / dataset_name(HELDOUT_ID, "PartialHeldout")
     if not (heldout / "dataset.json").is_file():
         heldout = make_phantom_dataset(HELDOUT_ID, "PartialHeldout", list(counts), 1, cfg.num_test,
@@ -235,6 +256,9 @@ def run_benchmark(cfg: PartialBenchConfig) -> Dict:
     """Make data, plan, train and evaluate every arm; returns {'rows', 'summary', 'config', ...}."""
     for arm in cfg.arms:
         parse_arm(arm)  # fail before anything runs
+    check_policy(cfg.left_right_mirroring)
+    for name, _ in cfg.sources:
+        source_profile(name)
     cfg.out = Path(cfg.out).absolute()
     cfg.out.mkdir(parents=True, exist_ok=True)
     paths.setup_environment(str(cfg.out / "data"))
@@ -245,7 +269,8 @@ def run_benchmark(cfg: PartialBenchConfig) -> Dict:
     cfg.timings["make phantoms + merge"] = round(time.time() - t, 1)
     t = time.time()
     caps = PlanningCaps(cfg.max_patch, cfg.base_features, cfg.max_features, cfg.batch_size)
-    plan_and_preprocess(dataset, "nnunet", ("3d_fullres",), caps, num_processes=2, verify=False)
+    plan_and_preprocess(dataset, "nnunet", ("3d_fullres",), caps, num_processes=2, verify=False,
+                        left_right_mirroring=cfg.left_right_mirroring)
     cfg.timings["plan + preprocess"] = round(time.time() - t, 1)
     results = run_arms(cfg, dataset, heldout)
     rows = table_rows(results, counts, len(cfg.sources))

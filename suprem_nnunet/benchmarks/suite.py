@@ -201,7 +201,8 @@ def partial_parser(p: argparse.ArgumentParser) -> None:
     d = PartialBenchConfig()
     p.add_argument("--out", default=str(d.out), help="work folder (data, runs, predictions, results.json)")
     p.add_argument("--sources", nargs="+", default=[f"{n}:{k}" for n, k in DEFAULT_SOURCES],
-                   help="source profiles with their number of training cases, PROFILE:N")
+                   help="source profiles with their number of training cases, PROFILE:N; a custom source is "
+                        "LABEL=class+class:N (those classes labelled, BTCV's grid), e.g. a=liver+spleen:12")
     p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS),
                    help=f"LOSS[:SAMPLE_BY] per run, e.g. {' '.join(DEFAULT_ARMS + SAMPLING_ARMS)}")
     p.add_argument("--with-sampling", action="store_true", help=f"also run {' and '.join(SAMPLING_ARMS)}")
@@ -213,6 +214,8 @@ def partial_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=d.jobs,
                    help="arms trained at once, each in its own process (2 CPU cores: --jobs 2 --threads 1)")
     p.add_argument("--device", default=d.device)
+    p.add_argument("--left-right-mirroring", default=d.left_right_mirroring, choices=["swap", "omit", "nnunet"],
+                   help="mirroring along the left-right axis in training (planning/mirroring.py)")
     p.add_argument("--json", default=None)
 
 
@@ -228,14 +231,15 @@ def run_partial(args) -> List[Dict]:
         torch.set_num_threads(args.threads)
     sources = []
     for s in args.sources:
-        name, _, n = s.partition(":")
+        name, _, n = s.rpartition(":")
         if not n.isdigit() or int(n) < 1:
             raise SystemExit(f"partial-labels: --sources {s!r}: expected PROFILE:N with N >= 1")
         sources.append((name, int(n)))
     arms = tuple(dict.fromkeys([*args.arms, *(SAMPLING_ARMS if args.with_sampling else ())]))
     cfg = PartialBenchConfig(out=args.out, sources=tuple(sources), arms=arms, epochs=args.epochs,
                              iterations_per_epoch=args.iterations_per_epoch, num_test=args.num_test,
-                             seed=args.seed, device=args.device, jobs=args.jobs, threads=args.threads)
+                             seed=args.seed, device=args.device, jobs=args.jobs, threads=args.threads,
+                             left_right_mirroring=args.left_right_mirroring)
     try:
         report = run_benchmark(cfg)
     except ValueError as e:

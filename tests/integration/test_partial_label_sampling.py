@@ -136,6 +136,27 @@ def test_benchmark_minority_classes_and_arms():
         parse_arm("marginal:organ")
 
 
+def test_benchmark_custom_sources_and_mirroring_policy_are_checked_before_anything_runs(tmp_path, capsys):
+    """Custom sources (LABEL=class+class) on BTCV's grid; a bad source, class or policy is one line."""
+    from suprem_nnunet.benchmarks.partial_labels import PartialBenchConfig, annotation_counts, run_benchmark, source_profile
+    from suprem_nnunet.benchmarks.suite import partial_labels_main
+
+    a = source_profile("mix_a=liver+spleen+kidney_left+kidney_right")
+    assert a.classes == ("liver", "spleen", "kidney_left", "kidney_right") and a.dataset_name == "PhantomMixA"
+    assert a.spacing == source_profile("btcv").spacing and a.name == "mix_a"
+    assert annotation_counts((("mix_a=liver+spleen", 3), ("mix_b=liver+aorta", 1))) == {
+        "spleen": 1, "liver": 2, "aorta": 1}
+    for bad, msg in (("x=liver+ghost", "unknown: ghost"), ("=liver", "expected LABEL=class")):
+        with pytest.raises(ValueError, match=msg):
+            source_profile(bad)
+    with pytest.raises(ValueError, match="unknown left-right mirroring policy 'flip'"):
+        run_benchmark(PartialBenchConfig(out=tmp_path / "b", left_right_mirroring="flip"))
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit, match="unknown: ghost"):
+        partial_labels_main(["--out", str(tmp_path / "c"), "--sources", "x=liver+ghost:2"])
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.slow
 def test_benchmark_arms_in_parallel_processes_equal_the_sequential_run(tmp_path, monkeypatch):
     """`benchmark partial-labels --jobs 2` trains the arms in two spawned processes at once; each arm
@@ -157,3 +178,4 @@ def test_benchmark_arms_in_parallel_processes_equal_the_sequential_run(tmp_path,
     for x, y in zip(a, b):
         assert (x["dsc"] == y["dsc"]) or (x["dsc"] != x["dsc"] and y["dsc"] != y["dsc"]), (x, y)  # equal or both NaN
     assert {"train marginal", "train naive"} <= set(par["config"]["timings"])
+
