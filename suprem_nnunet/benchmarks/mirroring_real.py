@@ -13,6 +13,8 @@ do that). One JSON line per run; the unit is the class of one case, each seed a 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -70,8 +72,9 @@ def run_policy(policy: str, seed: int, epochs: int, iterations: int, root: Path,
     write_dataset_json(raw, list(CLASSES), 1)
     write_annotated_classes(raw, {"ts_example": list(CLASSES)})
     t = time.time()
-    plans = plan_and_preprocess(DATASET, "nnunet", ("3d_fullres",), PlanningCaps((32, 48, 48), 8, 64, 2),
-                                num_processes=1, verify=False, left_right_mirroring=policy)
+    with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net's planner prints its plans
+        plans = plan_and_preprocess(DATASET, "nnunet", ("3d_fullres",), PlanningCaps((32, 48, 48), 8, 64, 2),
+                                    num_processes=1, verify=False, left_right_mirroring=policy)
     trainer = build_trainer(SupremPretrainer, DATASET, plans_name_for("nnunet"))
     out = train(trainer, TrainingBudget(epochs=epochs, iterations_per_epoch=iterations, val_iterations=1,
                                         initial_lr=3e-3, optimizer="adamw"), seed=seed)
