@@ -83,9 +83,7 @@ def roi_grid_box(labels: sitk.Image, grid: sitk.Image, roi_ids: Sequence[int],
     """The box of the protocol's grid around the `roi_ids` labels + `margin_mm` (x, y, z)."""
     on = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     idx = np.argwhere(np.isin(on, list(roi_ids)))[:, ::-1]
-    grow = [margin_mm / s for s in grid.GetSpacing()]
-    return tuple(slice(max(0, int(math.floor(a - g))), min(n, int(math.ceil(b + g)) + 1))
-                 for a, b, g, n in zip(idx.min(0), idx.max(0), grow, grid.GetSize()))
+    return zoo_predict.grown_box(idx.min(0), idx.max(0), grid, margin_mm)
 
 
 class _Counting(nn.Module):

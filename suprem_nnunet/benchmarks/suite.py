@@ -19,6 +19,7 @@ Prints a table and writes JSON (``--json FILE``). See `predict.py`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from typing import Dict, List, Optional, Sequence
@@ -169,14 +170,9 @@ def window_network_factory(args):
         return lambda: build_trained_network(model).eval()
     b = get_backbone(args.window_network)
     torch.manual_seed(0)
-    state = network_class(b.name)(input_channels=1, num_classes=33, deep_supervision=False,
-                                  **b.default_arch_kwargs).state_dict()
-
-    def make():
-        net = network_class(b.name)(input_channels=1, num_classes=33, deep_supervision=False, **b.default_arch_kwargs)
-        net.load_state_dict(state)
-        return net.eval()
-    return make
+    reference = network_class(b.name)(input_channels=1, num_classes=33, deep_supervision=False,
+                                      **b.default_arch_kwargs).eval()
+    return lambda: copy.deepcopy(reference)
 
 
 def bench_backends(args, bf16) -> List[Dict]:

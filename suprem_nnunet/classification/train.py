@@ -41,7 +41,7 @@ from .model import load_classifier
 from ..dataset.raw import atomic_write_bytes
 from .data import case_images
 from ..errors import InputError, MissingFileError
-from ..inference.backends import BackendConfig, BackendError, make_backend
+from ..inference.backends import BackendConfig, cpu_backend
 
 log = logging.getLogger(__name__)
 
@@ -270,11 +270,7 @@ def predict_scores(images: Mapping[str, List[str]], model_path: Path, roi_labels
     `roi_labels` (ValueError otherwise); a case without an ROI there is not scored (one warning line
     naming it and its label map). `backend`: where the network runs on a CPU (default torch)."""
     model, spec, ckpt = load_classifier(model_path)
-    runner = None
-    if backend is not None and backend.name != "torch":
-        if device.type != "cpu":
-            raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device.type}")
-        runner = make_backend(backend.name, model.eval(), backend.cache_dir)
+    runner = cpu_backend(backend, model.eval(), device)
     pre = checkpoint_preprocessor(spec, ckpt)
     segs = roi_files(images, roi_labels)
     if pre.mask_roi and roi_labels is None:

@@ -276,6 +276,18 @@ def make_backend(name: str, network: nn.Module, cache_dir: Optional[Path] = None
     return BackendNetwork(network)
 
 
+def cpu_backend(backend: Optional["BackendConfig"], network: nn.Module, device: Union[str, torch.device],
+                bf16: bool = False) -> Optional[BackendNetwork]:
+    """`network` wrapped for `backend` when it names one other than torch, else None; BackendError when
+    `device` is not a CPU (the one check every caller that takes --backend needs)."""
+    if backend is None or backend.name == "torch":
+        return None
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {dev.type}")
+    return make_backend(backend.name, network, backend.cache_dir, bf16)
+
+
 def network_provenance(network: nn.Module) -> Dict:
     """What ran the predictor's network: {"backend": ..., versions...} (a plain network: torch)."""
     return network.provenance() if isinstance(network, BackendNetwork) else {"backend": "torch"}

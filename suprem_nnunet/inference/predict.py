@@ -19,7 +19,7 @@ from ..dataset.cases import IMAGE_ENDINGS, check_readable, list_inputs
 from ..dataset.raw import atomic_write_json, label_names
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from ..sharding import check_part, take_part
-from .backends import BackendConfig, BackendError, make_backend, network_provenance
+from .backends import BackendConfig, cpu_backend, network_provenance
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
@@ -134,10 +134,9 @@ def make_predictor(model: TrainedModel, device: torch.device, mirror: Optional[b
         predictor.manual_initialization(build_network(model).to(device), pm, pm.get_configuration(model.configuration),
                                         [model.state_dict], model.dataset_json, model.trainer_name, axes)
     predictor.mirror_swap = model_prediction_swap(model, axes) if use_mirror else None  # left/right pairs
-    if backend is not None and backend.name != "torch":
-        if device.type != "cpu":
-            raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device.type}")
-        predictor.network = make_backend(backend.name, predictor.network, backend.cache_dir, predictor.bf16)
+    wrapped = cpu_backend(backend, predictor.network, device, predictor.bf16)
+    if wrapped is not None:
+        predictor.network = wrapped
     return predictor
 
 
@@ -344,11 +343,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
         model = load_released(name, map_location=device)
         names = list(getattr(model, "class_names", []) or [])
         roi = validate_roi(roi_subset, names, name) if names else None
-        runner = None
-        if backend is not None and backend.name != "torch":
-            if torch.device(device).type != "cpu":
-                raise BackendError(f"--backend {backend.name} is for CPU prediction, the device is {device}")
-            runner = make_backend(backend.name, model.eval(), backend.cache_dir)
+        runner = cpu_backend(backend, model.eval(), device)
         for case in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             f = tmp / f"{case}.nii.gz"
             ids = predict_released(model, cases[case][0], f, device=device, overlap=0.25 if fast else None,

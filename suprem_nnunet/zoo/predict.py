@@ -153,25 +153,23 @@ def segment_image(model: nn.Module, image: sitk.Image, names: Sequence[str], pre
     run = dict(roi_size=roi_size, overlap=overlap, threshold=threshold, sw_batch_size=sw_batch_size, mode=mode,
                keep_largest=keep_largest, device=device)
     masks, box = None, roi_box
-    if roi_box is not None:
-        masks = np.zeros((len(names), *volume.shape), bool)
-        masks[(slice(None), *roi_box)] = predict_masks(model, np.ascontiguousarray(volume[roi_box]), names, **run)
-    elif roi_names:
+    if box is None and roi_names:
         box = coarse_roi_box(model, image, grid, names, roi_names, preset, roi_size, threshold, sw_batch_size,
                              mode, device)
         if box is None:
             log.info("fast ROI: the coarse pass found none of %s; running on the whole image", ", ".join(roi_names))
+    if box is not None:
+        inside = predict_masks(model, np.ascontiguousarray(volume[box]), names, **run)
+        reason = None if roi_box is not None else cut_short(inside, [list(names).index(n) for n in roi_names], box,
+                                                             volume.shape)
+        if reason:
+            log.info("fast ROI: %s; running on the whole image", reason)
+            box = None
         else:
-            inside = predict_masks(model, np.ascontiguousarray(volume[box]), names, **run)
-            reason = cut_short(inside, [list(names).index(n) for n in roi_names], box, volume.shape)
-            if reason:
-                log.info("fast ROI: %s; running on the whole image", reason)
-                box = None
-            else:
-                masks = np.zeros((len(names), *volume.shape), bool)
-                masks[(slice(None), *box)] = inside
-                log.info("fast ROI: windows on %s of %s grid voxels", [b.stop - b.start for b in box],
-                         list(volume.shape))
+            masks = np.zeros((len(names), *volume.shape), bool)
+            masks[(slice(None), *box)] = inside
+            log.info("fast ROI: windows on %s of %s grid voxels", [b.stop - b.start for b in box],
+                     list(volume.shape))
     if masks is None:
         masks = predict_masks(model, volume, names, **run)
     labels, mapping = compose_label_map(masks, names)
@@ -202,11 +200,17 @@ def coarse_roi_box(model: nn.Module, image: sitk.Image, grid: sitk.Image, names:
     corners = np.array([grid.TransformPhysicalPointToContinuousIndex(
         coarse.TransformContinuousIndexToPhysicalPoint([float(x), float(y), float(z)]))
         for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    return grown_box(corners.min(0), corners.max(0), grid, margin_mm)
+
+
+def grown_box(lo: Sequence[float], hi: Sequence[float], grid: sitk.Image, margin_mm: float) -> GridBox:
+    """The box of `grid` (x, y, z) from continuous index `lo` to `hi`, grown by `margin_mm` on every side and
+    kept inside the grid (at least one voxel per axis)."""
     box = []
     for a, n in enumerate(grid.GetSize()):
         grow = margin_mm / grid.GetSpacing()[a]
-        start = min(n - 1, max(0, int(np.floor(corners[:, a].min() - grow))))
-        box.append(slice(start, max(start + 1, min(n, int(np.ceil(corners[:, a].max() + grow)) + 1))))
+        start = min(n - 1, max(0, int(np.floor(lo[a] - grow))))
+        box.append(slice(start, max(start + 1, min(n, int(np.ceil(hi[a] + grow)) + 1))))
     return tuple(box)
 
 
