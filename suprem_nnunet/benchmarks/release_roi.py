@@ -11,8 +11,10 @@ labels 30, the rest -100). Random weights find random organs, so the coarse pass
 give: the label map's liver + spleen + `ROI_MARGIN_MM` on the 1.5 mm grid (`predict_released(...,
 roi_box=...)`). Each overlap is one end-to-end `predict_released` (read, resample, windows, largest
 components, write) after one untimed window (the backend's export or compile). Printed: one JSON object
-per overlap (wall and CPU seconds, windows run, the coarse pass's seconds, the box) and the windows the
-whole grid would take at that overlap (MONAI's scan rule; not run).
+per overlap and precision (wall and CPU seconds, windows run, the coarse pass's seconds, the box) and the
+windows the whole grid would take at that overlap (MONAI's scan rule; not run). `--precisions f32 bf16`
+runs each overlap in both (bf16 as `suprem_predict --bf16` runs it: `inference.backends.release_runner`)
+and adds the bf16 masks' Dice against the f32 masks of the same overlap, per class in the box.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from .predict import temp_folder
-from ..inference.backends import BACKENDS, make_backend
+from .predict import dice_per_class, temp_folder
+from ..inference.backends import BACKENDS, BackendConfig, release_runner
 from ..zoo import predict as zoo_predict
 from ..zoo.layouts import release_like_checkpoint
 from ..zoo.release import load_released
@@ -97,8 +99,9 @@ class _Counting(nn.Module):
 
 
 def bench_release_roi(label_file: Path, overlaps: Sequence[float], backend: str = "openvino",
-                      roi_ids: Sequence[int] = (1, 2), folder: Optional[Path] = None) -> List[Dict]:
-    """The run described in the module doc; one row per overlap."""
+                      roi_ids: Sequence[int] = (1, 2), folder: Optional[Path] = None,
+                      precisions: Sequence[str] = ("f32",)) -> List[Dict]:
+    """The run described in the module doc; one row per overlap and precision."""
     folder = folder or temp_folder()
     ckpt = folder / "supervised_suprem_unet_2100.pth"
     torch.save(release_like_checkpoint("unet", base_features=32, seed=0), ckpt)
@@ -108,26 +111,35 @@ def bench_release_roi(label_file: Path, overlaps: Sequence[float], backend: str 
     preset = zoo_predict.load_preset(model.backbone_name)
     grid = zoo_predict.preprocess_ct(image, preset)[1]
     box = roi_grid_box(labels, grid, roi_ids)
-    net = make_backend(backend, model, folder / "cache") if backend != "torch" else model
-    runner = _Counting(net)
-    with torch.inference_mode():
-        runner(torch.zeros(1, 1, PATCH, PATCH, PATCH))  # the backend's one-time export / compile, untimed
+    runners = {}
+    for precision in precisions:
+        net = release_runner(BackendConfig(backend, folder / "cache"), model, "cpu", precision == "bf16")
+        runners[precision] = _Counting(net if net is not None else model)
+        with torch.inference_mode():
+            runners[precision](torch.zeros(1, 1, PATCH, PATCH, PATCH))  # one-time export / compile, untimed
     rows = []
     names = ["liver", "spleen"]
-    for overlap in overlaps:
+    for overlap, precision in [(o, p) for o in overlaps for p in precisions]:
+        runner = runners[precision]
         runner.calls = 0
         t, cpu = time.perf_counter(), time.process_time()
         zoo_predict.coarse_roi_box(runner, image, grid, model.class_names, names, preset, (PATCH,) * 3, 0.5, 1,
                                    "gaussian", "cpu")  # paid as the real run pays it; its box is not used
         coarse_s, coarse_windows = time.perf_counter() - t, runner.calls
-        zoo_predict.predict_released(model, ct, folder / f"seg_{int(overlap * 100)}.nii.gz", overlap=overlap,
-                                     roi_names=names, runner=runner, roi_box=box)
-        row = {"benchmark": "release-roi", "backend": backend, "threads": torch.get_num_threads(),
-               "grid_xyz": list(grid.GetSize()), "overlap": overlap, "wall_s": round(time.perf_counter() - t, 1),
+        seg = folder / f"seg_{int(overlap * 100)}_{precision}.nii.gz"
+        zoo_predict.predict_released(model, ct, seg, overlap=overlap, roi_names=names, runner=runner, roi_box=box)
+        row = {"benchmark": "release-roi", "backend": backend, "precision": precision,
+               "threads": torch.get_num_threads(), "grid_xyz": list(grid.GetSize()), "overlap": overlap,
+               "wall_s": round(time.perf_counter() - t, 1),
                "cpu_s": round(time.process_time() - cpu, 1), "windows": runner.calls, "coarse_windows": coarse_windows,
                "coarse_s": round(coarse_s, 1), "box_xyz": [[b.start, b.stop] for b in box],
                "whole_grid_windows": whole_grid_windows(grid.GetSize(), overlap),
                "load_average": [round(v, 2) for v in os.getloadavg()]}
+        f32 = folder / f"seg_{int(overlap * 100)}_f32.nii.gz"
+        if precision == "bf16" and f32.is_file():
+            d = dice_per_class(sitk.GetArrayFromImage(sitk.ReadImage(str(seg))),
+                               sitk.GetArrayFromImage(sitk.ReadImage(str(f32))), len(model.class_names) + 1)
+            row["dice_vs_f32"] = {k: round(v, 4) for k, v in d.items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -141,6 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--overlaps", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--backend", default="openvino", choices=list(BACKENDS))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precisions", nargs="+", choices=["f32", "bf16"], default=["f32"],
+                   help="run each overlap in these (f32 first, so that bf16's masks are compared with it)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -150,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     folder = temp_folder()
     try:
         bench_release_roi(Path(args.label), args.overlaps, args.backend,
-                          [int(v) for v in args.roi_ids.split(",")], folder)
+                          [int(v) for v in args.roi_ids.split(",")], folder, args.precisions)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

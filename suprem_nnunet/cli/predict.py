@@ -87,7 +87,7 @@ def _main(args) -> int:
         set_threads(args.threads)
         written = predict_with_release(args.input, args.output, model, device, args.per_class, **extra,
                                        roi_full=args.roi_full,
-                                       backend=BackendConfig(args.backend, args.backend_cache))
+                                       backend=BackendConfig(args.backend, args.backend_cache), bf16=args.bf16)
     else:
         written = predict(PredictConfig(args.input, args.output, model, device=device, mirror=args.mirror,
                                         step_size=args.step_size, per_class=args.per_class,

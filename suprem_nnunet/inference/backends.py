@@ -288,6 +288,35 @@ def cpu_backend(backend: Optional["BackendConfig"], network: nn.Module, device: 
     return make_backend(backend.name, network, backend.cache_dir, bf16)
 
 
+class Bf16Autocast(BackendNetwork):
+    """`network` (a plain one or a torch/compile backend) under CPU bfloat16 autocast, its output cast
+    back to float32: `--bf16` where no predictor applies autocast itself (released checkpoints)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__(network)
+        self.name = network.name if isinstance(network, BackendNetwork) else "torch"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.network(x).float()
+
+    def provenance(self) -> Dict:
+        inner = self.network.provenance() if isinstance(self.network, BackendNetwork) else {"backend": "torch"}
+        return {**inner, "precision": "bf16 (autocast)"}
+
+
+def release_runner(backend: Optional["BackendConfig"], network: nn.Module, device: Union[str, torch.device],
+                   bf16: bool = False) -> Optional[nn.Module]:
+    """What runs a released checkpoint's windows: `cpu_backend`'s wrapper, or None for plain torch; with
+    `bf16` (CPU only) OpenVINO's bf16 precision hint, torch and compile under bfloat16 autocast."""
+    if bf16 and torch.device(device).type != "cpu":
+        raise BackendError(f"--bf16 is for CPU prediction, the device is {torch.device(device).type}")
+    runner = cpu_backend(backend, network, device, bf16)
+    if bf16 and not isinstance(runner, OpenVinoNetwork):
+        runner = Bf16Autocast(runner if runner is not None else network)
+    return runner
+
+
 def network_provenance(network: nn.Module) -> Dict:
     """What ran the predictor's network: {"backend": ..., versions...} (a plain network: torch)."""
     return network.provenance() if isinstance(network, BackendNetwork) else {"backend": "torch"}

@@ -19,7 +19,7 @@ from ..dataset.cases import IMAGE_ENDINGS, check_readable, list_inputs
 from ..dataset.raw import atomic_write_json, label_names
 from ..models.trained import TrainedModel, build_trained_network, read_trained_model
 from ..sharding import check_part, take_part
-from .backends import BackendConfig, cpu_backend, network_provenance
+from .backends import BackendConfig, cpu_backend, network_provenance, release_runner
 from .outputs import (class_statistics, keep_classes, validate_roi, write_class_masks, write_class_table,
                       write_probabilities, write_statistics)
 from .preview import write_preview
@@ -316,13 +316,15 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
                          statistics: bool = False, preview: bool = False, save_probabilities: bool = False,
                          series_uid: Optional[str] = None, skip_bad: bool = False,
                          output_type: str = "nifti", num_parts: int = 1, part_id: int = 0,
-                         roi_full: bool = False, backend: Optional[BackendConfig] = None) -> List[Path]:
+                         roi_full: bool = False, backend: Optional[BackendConfig] = None,
+                         bf16: bool = False) -> List[Path]:
     """The paper's direct-inference protocol with a released checkpoint (zoo name or file) on every case.
 
     Same outputs and options as `predict`; `fast` lowers the window overlap from the protocol's 0.75
     to 0.25. Probabilities are not available (released heads give one sigmoid per class). With
     `roi_subset` (and not `roi_full`), the fast ROI of `zoo.predict.predict_released` runs: a coarse pass,
-    then the protocol on the input cropped to those classes. `backend`: where the network runs on CPU."""
+    then the protocol on the input cropped to those classes. `backend`: where the network runs on CPU;
+    `bf16`: in bfloat16 there (`inference.backends.release_runner`; the sidecar records it)."""
     check_part(num_parts, part_id)
     from tqdm import tqdm
 
@@ -343,7 +345,7 @@ def predict_with_release(inputs: Union[str, Path], output_dir: Union[str, Path],
         model = load_released(name, map_location=device)
         names = list(getattr(model, "class_names", []) or [])
         roi = validate_roi(roi_subset, names, name) if names else None
-        runner = cpu_backend(backend, model.eval(), device)
+        runner = release_runner(backend, model.eval(), device, bf16)
         for case in tqdm(sorted(cases), desc="cases", unit="case", disable=len(cases) < 2):
             f = tmp / f"{case}.nii.gz"
             ids = predict_released(model, cases[case][0], f, device=device, overlap=0.25 if fast else None,

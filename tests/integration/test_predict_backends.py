@@ -260,3 +260,33 @@ def test_a_released_checkpoint_runs_on_openvino_within_the_tolerance_and_says_so
     side = json.loads((tmp_path / "out" / "ct.json").read_text())
     assert side["protocol"]["network"]["backend"] == "openvino"
     assert side["protocol"]["network"]["precision"] == "f32"
+
+
+def test_bf16_reaches_a_released_checkpoint_and_the_sidecar_says_so(tmp_path):
+    """Unit: one release-layout U-Net (tiny widths, random weights) on one 32^3 window, then one synthetic CT
+    through `suprem_predict --bf16`: the window runs under bfloat16 autocast (output float32, logits close
+    to float32's but not equal), the sidecar records it, and --bf16 off the CPU is one line."""
+    import SimpleITK as sitk
+
+    from suprem_nnunet.cli.predict import main as predict_main
+    from suprem_nnunet.zoo.layouts import release_like_checkpoint
+    from suprem_nnunet.zoo.release import load_released
+
+    ckpt = tmp_path / "supervised_suprem_unet_2100.pth"
+    torch.save(release_like_checkpoint("unet", seed=3), ckpt)
+    model = load_released(ckpt).eval()
+    x = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    runner = bk.release_runner(None, model, "cpu", bf16=True)
+    with torch.inference_mode():
+        want, got = model(x), runner(x)
+    assert got.dtype == torch.float32 and 0 < relative_error(got, want) <= 5e-2
+    assert bk.release_runner(None, model, "cpu") is None  # float32 torch: the model itself runs
+    with pytest.raises(BackendError, match="--bf16 is for CPU"):
+        bk.release_runner(None, model, "cuda", bf16=True)
+    img = sitk.GetImageFromArray(np.random.default_rng(0).normal(40, 30, (24, 40, 40)).astype(np.int16))
+    img.SetSpacing((2.0, 2.0, 2.5))
+    sitk.WriteImage(img, str(tmp_path / "ct.nii.gz"))
+    assert predict_main(["-i", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out"), "-m", str(ckpt),
+                         "--bf16", "--fast"]) == 0
+    network = json.loads((tmp_path / "out" / "ct.json").read_text())["protocol"]["network"]
+    assert network == {"backend": "torch", "precision": "bf16 (autocast)"}
