@@ -301,16 +301,16 @@ class Bf16Autocast(BackendNetwork):
             return self.network(x).float()
 
     def provenance(self) -> Dict:
-        inner = self.network.provenance() if isinstance(self.network, BackendNetwork) else {"backend": "torch"}
-        return {**inner, "precision": "bf16 (autocast)"}
+        return {**network_provenance(self.network), "precision": "bf16 (autocast)"}
 
 
 def release_runner(backend: Optional["BackendConfig"], network: nn.Module, device: Union[str, torch.device],
                    bf16: bool = False) -> Optional[nn.Module]:
     """What runs a released checkpoint's windows: `cpu_backend`'s wrapper, or None for plain torch; with
     `bf16` (CPU only) OpenVINO's bf16 precision hint, torch and compile under bfloat16 autocast."""
-    if bf16 and torch.device(device).type != "cpu":
-        raise BackendError(f"--bf16 is for CPU prediction, the device is {torch.device(device).type}")
+    dev = torch.device(device)
+    if bf16 and dev.type != "cpu":
+        raise BackendError(f"--bf16 is for CPU prediction, the device is {dev.type}")
     runner = cpu_backend(backend, network, device, bf16)
     if bf16 and not isinstance(runner, OpenVinoNetwork):
         runner = Bf16Autocast(runner if runner is not None else network)
